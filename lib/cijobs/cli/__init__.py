@@ -1,0 +1,49 @@
+"""The ``cijobs`` command line. Each verb lives in its own module here, imported
+only when that verb runs (so ``cijobs normalize`` never imports the SDKs)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional
+
+# verb -> (module under cijobs.cli, one-line help)
+VERBS = {
+    "query": ("query", "query CI jobs by ID and print the normalized JSON"),
+    "normalize": ("normalize", "normalize a CI XML/JSON body (query response or callback) to JSON"),
+    "invoke": ("invoke", "run main_handler locally on an SCF event file"),
+    "emulator": ("emulator", "run the local CI/COS/CMQ emulator on 127.0.0.1"),
+    "deploy": ("deploy", "create or update the SCF function from template.yaml"),
+}
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cijobs", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    for verb, (module, help_text) in VERBS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text)
+        mod = importlib.import_module(f"cijobs.cli.{module}")
+        mod.add_arguments(p)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(f"cijobs.cli.{VERBS[args.verb][0]}")
+    try:
+        return int(module.run(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> int:
+    """Print a one-line error to stderr and return ``code``."""
+    print(f"cijobs: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,54 @@
+"""Plain result types shared across modules (no I/O here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+TERMINAL_STATES = frozenset({"Success", "Failed", "Cancel"})
+PENDING_STATES = frozenset({"Submitted", "Running", "Pause"})
+
+Job = dict[str, Any]  # one normalized JobsDetail
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: str
+    message: str
+    http_status: Optional[int] = None
+    request_id: Optional[str] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"Code": self.code, "Message": self.message, "HttpStatus": self.http_status,
+                "RequestId": self.request_id}
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    job_id: str
+    error: ErrorInfo
+    retryable: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"JobId": self.job_id, "Error": self.error.as_dict(), "Retryable": self.retryable}
+
+
+@dataclass
+class QueryResult:
+    """What one ``JobClient.query`` call learned: every requested ID is in exactly one list."""
+
+    jobs: list[Job] = field(default_factory=list)
+    nonexistent: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    failed: list[JobFailure] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The shape ``cijobs query`` prints and ``GET /jobs/{ids}`` returns."""
+        out: dict[str, Any] = {
+            "JobsDetail": self.jobs,
+            "NonExistJobIds": self.nonexistent,
+            "Failed": [f.as_dict() for f in self.failed],
+        }
+        if self.invalid:
+            out["Invalid"] = self.invalid
+        return out

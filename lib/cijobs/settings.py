@@ -1,0 +1,230 @@
+"""Every setting cijobs reads, read once from the environment and validated.
+
+The table ``SETTINGS`` is the single list of setting names: the settings
+object, the README's settings table and the template check are built from it.
+Credentials (``TENCENTCLOUD_*``) are not here: they rotate and are read per
+invocation by :mod:`cijobs.credentials`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,48}[a-z0-9]-[0-9]{5,12}$")
+REGION_RE = re.compile(r"^[a-z]{2,4}-[a-z0-9-]{2,30}$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _str(name: str, raw: str) -> str:
+    return raw
+
+
+def _bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer between {lo} and {hi}, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_range(lo: float, hi: float) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name} must be a number between {lo} and {hi}, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _bucket(name: str, raw: str) -> str:
+    if not BUCKET_RE.match(raw):
+        raise SettingsError(f"{name} must look like <BucketName>-<APPID> (e.g. examplebucket-1250000000), got {raw!r}")
+    return raw
+
+
+def _region(name: str, raw: str) -> str:
+    if not REGION_RE.match(raw):
+        raise SettingsError(f"{name} must be a region such as ap-guangzhou, got {raw!r}")
+    return raw
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        scheme = raw.split("://", 1)[0] if "://" in raw else ""
+        if scheme not in schemes:
+            allowed = " or ".join(s + "://" for s in schemes)
+            raise SettingsError(f"{name} must be a URL starting with {allowed}, got {raw!r}")
+        return raw.rstrip("/") if scheme in ("http", "https") else raw
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _log_level(name: str, raw: str) -> str:
+    return _choice("debug", "info", "warning", "error")(name, raw)
+
+
+_SINK_SCHEMES = ("file", "cos", "cmq-queue", "cmq-topic")
+
+
+def _sinks(name: str, raw: str) -> str:
+    for part in raw.split(","):
+        _url(_SINK_SCHEMES)(name, part.strip())
+    return raw
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, field, parser, default and meaning."""
+
+    env: str
+    field: str
+    parse: Callable[[str, str], Any]
+    default: Any
+    doc: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("CI_BUCKET", "ci_bucket", _bucket, None, "CI bucket, BucketName-APPID (the jobs' bucket)."),
+    Setting("CI_REGION", "ci_region", _region, None, "CI region, e.g. ap-guangzhou."),
+    Setting("CI_ENDPOINT", "ci_endpoint", _url(("http", "https")), None,
+            "Override of the CI endpoint URL (private endpoints, local emulator). Never taken from an event."),
+    Setting("CI_CONCURRENCY", "ci_concurrency", _int_range(1, 64), 16, "Parallel CI requests (10 IDs each)."),
+    Setting("CI_CONNECT_TIMEOUT_S", "ci_connect_timeout_s", _float_range(0.1, 60), 3.05,
+            "Connect timeout per request."),
+    Setting("CI_READ_TIMEOUT_S", "ci_read_timeout_s", _float_range(0.1, 300), 10.0, "Read timeout per request."),
+    Setting("CI_MAX_ATTEMPTS", "ci_max_attempts", _int_range(1, 10), 4,
+            "Attempts per CI/COS/CMQ request (1 = no retry); retries back off exponentially with full jitter."),
+    Setting("RESULT_SINK", "result_sink", _sinks, "file:///tmp/cijobs/results",
+            "Where results go: file://DIR, cos://BUCKET-APPID.REGION/PREFIX, cmq-queue://REGION/NAME, "
+            "cmq-topic://REGION/NAME; several separated by commas."),
+    Setting("RESULT_KEY_TEMPLATE", "result_key_template", _str, "{prefix}/{Tag}/{JobId}.json",
+            "Object key layout for COS/file results ({prefix}, {Tag}, {JobId}, {State})."),
+    Setting("PENDING_STORE", "pending_store", _url(("file", "cos")), "file:///tmp/cijobs/pending",
+            "Pending-jobs registry: file://DIR or cos://BUCKET-APPID.REGION/PREFIX."),
+    Setting("PENDING_MAX_AGE_S", "pending_max_age_s", _int_range(60, 30 * 86400), 86400,
+            "A job still not finished this long after it was first registered is reported as PendingExpired."),
+    Setting("COS_ENDPOINT", "cos_endpoint", _url(("http", "https")), None,
+            "Override of the COS endpoint URL (private endpoint, local emulator)."),
+    Setting("CMQ_ENDPOINT", "cmq_endpoint", _url(("http", "https")), None,
+            "TDMQ CMQ HTTP data-flow endpoint (copy it from the console); required for CMQ_MODE=dataflow."),
+    Setting("CMQ_MODE", "cmq_mode", _choice("dataflow", "api"), "dataflow",
+            "dataflow: TDMQ CMQ HTTP data-flow API (production); api: Cloud API 3.0 SendCmqMsg (test-rate-limited)."),
+    Setting("CMQ_SECRET_ID", "cmq_secret_id", _str, None, "Optional fixed SecretId for the CMQ data-flow API."),
+    Setting("CMQ_SECRET_KEY", "cmq_secret_key", _str, None, "Optional fixed SecretKey for the CMQ data-flow API.",
+            secret=True),
+    Setting("CLAIM_CHECK_BYTES", "claim_check_bytes", _int_range(1024, 1024 * 1024), 65536,
+            "Messages larger than this go to CLAIM_CHECK_STORE and the message carries a pointer."),
+    Setting("CLAIM_CHECK_STORE", "claim_check_store", _url(("cos", "file")), None,
+            "cos://BUCKET-APPID.REGION/PREFIX for oversized queue messages (claim check)."),
+    Setting("API_TOKEN", "api_token", _str, None,
+            "Shared token for the HTTP routes (Authorization: Bearer, or ?token= for CI callbacks).", secret=True),
+    Setting("ALLOW_UNAUTHENTICATED", "allow_unauthenticated", _bool, False,
+            "true opens the HTTP routes without API_TOKEN (not for production)."),
+    Setting("TRUST_CALLBACK_BODY", "trust_callback_body", _bool, False,
+            "true writes a CI callback's own body instead of re-querying the job (saves a request)."),
+    Setting("MAX_BODY_BYTES", "max_body_bytes", _int_range(1024, 6 * 1024 * 1024), 1024 * 1024,
+            "Largest HTTP/queue body accepted."),
+    Setting("MAX_IDS_PER_REQUEST", "max_ids_per_request", _int_range(1, 10000), 100,
+            "Most job IDs accepted in one HTTP request or event."),
+    Setting("DEADLINE_MARGIN_S", "deadline_margin_s", _float_range(0, 60), 3.0,
+            "Stop starting new work when less than this is left of the SCF time limit."),
+    Setting("LOG_LEVEL", "log_level", _log_level, "info", "debug, info, warning or error."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration; build it with :meth:`from_env`. Secrets stay out of repr."""
+
+    ci_bucket: Optional[str] = None
+    ci_region: Optional[str] = None
+    ci_endpoint: Optional[str] = None
+    ci_concurrency: int = 16
+    ci_connect_timeout_s: float = 3.05
+    ci_read_timeout_s: float = 10.0
+    ci_max_attempts: int = 4
+    result_sink: str = "file:///tmp/cijobs/results"
+    result_key_template: str = "{prefix}/{Tag}/{JobId}.json"
+    pending_store: str = "file:///tmp/cijobs/pending"
+    pending_max_age_s: int = 86400
+    cos_endpoint: Optional[str] = None
+    cmq_endpoint: Optional[str] = None
+    cmq_mode: str = "dataflow"
+    cmq_secret_id: Optional[str] = None
+    cmq_secret_key: Optional[str] = field(default=None, repr=False)
+    claim_check_bytes: int = 65536
+    claim_check_store: Optional[str] = None
+    api_token: Optional[str] = field(default=None, repr=False)
+    allow_unauthenticated: bool = False
+    trust_callback_body: bool = False
+    max_body_bytes: int = 1024 * 1024
+    max_ids_per_request: int = 100
+    deadline_margin_s: float = 3.0
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read and validate every setting; an empty variable counts as unset."""
+        values: dict[str, Any] = {}
+        for s in SETTINGS:
+            raw = env.get(s.env)
+            if raw is None or raw.strip() == "":
+                continue
+            values[s.field] = s.parse(s.env, raw.strip())
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (CLI flags override the environment)."""
+        return dataclasses.replace(self, **changes)
+
+    def require_ci_target(self) -> None:
+        """Raise unless CI_BUCKET and CI_REGION (or CI_ENDPOINT with a bucket) are set."""
+        missing = [n for n, v in (("CI_BUCKET", self.ci_bucket), ("CI_REGION", self.ci_region)) if not v]
+        if missing:
+            raise SettingsError(f"{' and '.join(missing)} must be set (BucketName-APPID and region of the CI bucket)")
+
+
+def _check_table() -> None:
+    names = {f.name for f in dataclasses.fields(Settings)}
+    table = {s.field for s in SETTINGS}
+    if names != table:  # pragma: no cover - import-time consistency check
+        raise RuntimeError(f"Settings fields and SETTINGS table differ: {sorted(names ^ table)}")
+
+
+_check_table()
