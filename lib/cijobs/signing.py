@@ -56,8 +56,12 @@ def _enc(value: str) -> str:
 
 
 def canonical_pairs(items: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Lower-cased, URL-encoded (safe ``-_.~``) ``(key, value)`` pairs, sorted by key."""
-    return sorted((_enc(k).lower(), _enc(v)) for k, v in items.items())
+    """Lower-cased, URL-encoded (safe ``-_.~``) ``(key, value)`` pairs, sorted by key.
+
+    Keys that differ only in case collapse to one pair, the last one winning
+    (as in the official SDK, which builds a dict of the lower-cased keys).
+    """
+    return sorted({_enc(k).lower(): _enc(v) for k, v in items.items()}.items())
 
 
 def signed_headers(headers: Mapping[str, str]) -> dict[str, str]:
