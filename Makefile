@@ -35,5 +35,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/normalize.py
 
+## Build the SCF code package dist/cijobs.zip (and dist/cijobs/, the src of serverless.yml).
+## CMQ_MODE=api make package adds the Tencent Cloud SDK needed by that mode.
+package: $(STAMP)
+	$(BIN)/python -m cijobs.packaging --output dist/cijobs.zip --unpack dist/cijobs
+
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,298 @@
+"""``template.yaml`` (TCSAM shape) → a typed :class:`FunctionSpec`.
+
+The file keeps the legacy SCF CLI layout (``Resources`` → namespace →
+function, optional ``Globals.Function``) so that people who know TCSAM can
+read it, but it is deployed by ``cijobs deploy`` (the TCSAM CLI is abandoned
+and rejects runtimes newer than Python3.6). One extension: an event of
+``Type: FunctionURL`` describes the function URL (SCF trigger type ``http``),
+the replacement for the retiring API Gateway trigger.
+
+Environment values may be ``${env:NAME}`` placeholders, resolved from the
+deployer's environment at deploy time (so secrets such as ``API_TOKEN`` are
+never committed); an empty value means "not set, use cijobs' default".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+SUPPORTED_RUNTIMES = ("Python3.9", "Python3.10")
+RESERVED_PREFIXES = ("SCF_", "QCLOUD_", "TENCENTCLOUD_")
+ENV_TOTAL_LIMIT = 4096  # bytes of keys + values per function [scf-platform §3.2]
+PLACEHOLDER_RE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+FUNCTION_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,58}[A-Za-z0-9]$")
+TRIGGER_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,59}$")
+HANDLER_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
+NAMESPACE_TYPE = "TencentCloud::Serverless::Namespace"
+FUNCTION_TYPE = "TencentCloud::Serverless::Function"
+CRON_FIELDS = 7
+URL_AUTH_TYPES = ("NONE",)
+
+
+class TemplateError(ValueError):
+    """The template is malformed or a placeholder cannot be resolved; the message says where."""
+
+
+@dataclass(frozen=True)
+class TimerSpec:
+    name: str
+    cron: str
+    message: str = ""
+    enable: bool = True
+    qualifier: str = "$DEFAULT"
+
+
+@dataclass(frozen=True)
+class FunctionUrlSpec:
+    name: str
+    auth_type: str = "NONE"
+    enable_extranet: bool = True
+    enable_intranet: bool = False
+    qualifier: str = "$DEFAULT"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    namespace: str
+    name: str
+    handler: str
+    runtime: str
+    memory_mb: int
+    timeout_s: int
+    code_uri: str
+    description: str = ""
+    role: Optional[str] = None
+    environment: Mapping[str, str] = field(default_factory=dict)  # raw values, placeholders unresolved
+    timers: tuple[TimerSpec, ...] = ()
+    function_url: Optional[FunctionUrlSpec] = None
+
+    @property
+    def handler_file(self) -> str:
+        """``index.main_handler`` → ``index.py`` (must sit at the zip root)."""
+        return self.handler.split(".", 1)[0] + ".py"
+
+    def placeholders(self) -> list[str]:
+        """Deployer environment variables the template refers to, in order."""
+        seen: list[str] = []
+        for value in self.environment.values():
+            for name in PLACEHOLDER_RE.findall(value):
+                if name not in seen:
+                    seen.append(name)
+        return seen
+
+
+def load_template(path: str) -> dict[str, Any]:
+    """Read and YAML-parse ``path`` (PyYAML, imported here: only deployers need it)."""
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise TemplateError("reading template.yaml needs PyYAML: pip install 'cijobs[deploy]'") from None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
+    except OSError as exc:
+        raise TemplateError(f"cannot read template {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise TemplateError(f"{path}: the top level must be a mapping with Resources")
+    return doc
+
+
+def _req(props: Mapping[str, Any], key: str, where: str, kind: type) -> Any:
+    if key not in props:
+        raise TemplateError(f"{where}: {key} is required")
+    value = props[key]
+    if kind is int and isinstance(value, bool):
+        raise TemplateError(f"{where}.{key} must be an integer, got {value!r}")
+    if not isinstance(value, kind):
+        raise TemplateError(f"{where}.{key} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.upper() in ("OPEN", "TRUE", "CLOSE", "FALSE"):
+        return value.upper() in ("OPEN", "TRUE")
+    raise TemplateError(f"{where} must be true/false (or OPEN/CLOSE), got {value!r}")
+
+
+def _environment(props: Mapping[str, Any], where: str) -> dict[str, str]:
+    env = props.get("Environment")
+    if env is None:
+        return {}
+    if not isinstance(env, dict) or not isinstance(env.get("Variables"), dict):
+        raise TemplateError(f"{where}.Environment must be a mapping with Variables")
+    out: dict[str, str] = {}
+    for raw_key, raw_value in env["Variables"].items():
+        key = str(raw_key)
+        value: Any = raw_value
+        if not ENV_KEY_RE.match(key):
+            raise TemplateError(f"{where}.Environment: variable name {key!r} must start with a letter, [A-Za-z0-9_]")
+        if key.startswith(RESERVED_PREFIXES):
+            raise TemplateError(
+                f"{where}.Environment: {key} uses a prefix SCF reserves ({', '.join(RESERVED_PREFIXES)}); "
+                "SCF injects TENCENTCLOUD_* credentials itself from the execution role"
+            )
+        if value is None:
+            value = ""
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, (str, int, float)):
+            raise TemplateError(f"{where}.Environment.{key} must be a string, got {type(value).__name__}")
+        out[key] = str(value)
+    return out
+
+
+def _cron(value: str, where: str) -> str:
+    fields = value.split()
+    if len(fields) != CRON_FIELDS:
+        raise TemplateError(
+            f"{where}.CronExpression must have 7 fields (second minute hour day month week year), got {value!r}"
+        )
+    return " ".join(fields)
+
+
+def _events(props: Mapping[str, Any], where: str) -> tuple[tuple[TimerSpec, ...], Optional[FunctionUrlSpec]]:
+    events = props.get("Events") or {}
+    if not isinstance(events, dict):
+        raise TemplateError(f"{where}.Events must be a mapping name → event")
+    timers: list[TimerSpec] = []
+    url: Optional[FunctionUrlSpec] = None
+    for raw_name, event in events.items():
+        name = str(raw_name)
+        ew = f"{where}.Events.{name}"
+        if not isinstance(event, dict):
+            raise TemplateError(f"{ew} must be a mapping with Type and Properties")
+        etype = event.get("Type")
+        ep = event.get("Properties") or {}
+        if not isinstance(ep, dict):
+            raise TemplateError(f"{ew}.Properties must be a mapping")
+        if not TRIGGER_NAME_RE.match(name):
+            raise TemplateError(f"{ew}: trigger name must start with a letter, ≤ 60 chars of [A-Za-z0-9_-]")
+        if etype == "Timer":
+            message = ep.get("Message", "")
+            if not isinstance(message, str) or len(message.encode("utf-8")) > 4096:
+                raise TemplateError(f"{ew}.Properties.Message must be a string of at most 4 KB")
+            timers.append(TimerSpec(
+                name=name,
+                cron=_cron(_req(ep, "CronExpression", f"{ew}.Properties", str), f"{ew}.Properties"),
+                message=message,
+                enable=_bool(ep.get("Enable", True), f"{ew}.Properties.Enable"),
+                qualifier=str(ep.get("Qualifier", "$DEFAULT")),
+            ))
+        elif etype == "FunctionURL":
+            if url is not None:
+                raise TemplateError(f"{ew}: only one FunctionURL event per function (one URL per version/alias)")
+            auth = str(ep.get("AuthType", "NONE"))
+            if auth not in URL_AUTH_TYPES:
+                raise TemplateError(
+                    f"{ew}.Properties.AuthType must be NONE (cijobs checks API_TOKEN itself), got {auth!r}"
+                )
+            url = FunctionUrlSpec(
+                name=name,
+                auth_type=auth,
+                enable_extranet=_bool(ep.get("EnableExtranet", True), f"{ew}.Properties.EnableExtranet"),
+                enable_intranet=_bool(ep.get("EnableIntranet", False), f"{ew}.Properties.EnableIntranet"),
+                qualifier=str(ep.get("Qualifier", "$DEFAULT")),
+            )
+            if not (url.enable_extranet or url.enable_intranet):
+                raise TemplateError(f"{ew}: enable EnableExtranet and/or EnableIntranet")
+        elif etype == "APIGW":
+            raise TemplateError(f"{ew}: API Gateway triggers are being retired; use Type: FunctionURL")
+        else:
+            raise TemplateError(f"{ew}: unsupported event Type {etype!r} (cijobs deploy handles Timer, FunctionURL)")
+    return tuple(timers), url
+
+
+def parse_template(doc: Mapping[str, Any]) -> FunctionSpec:
+    """Validate the TCSAM document and return its single function."""
+    extra = set(doc) - {"Resources", "Globals"}
+    if extra:
+        raise TemplateError(f"unknown top-level keys {sorted(extra)}: TCSAM allows only Resources and Globals")
+    resources = doc.get("Resources")
+    if not isinstance(resources, dict) or not resources:
+        raise TemplateError("Resources is required: a mapping namespace → {Type, <function>: {...}}")
+    glob = (doc.get("Globals") or {}).get("Function") or {}
+    if not isinstance(glob, dict):
+        raise TemplateError("Globals.Function must be a mapping")
+    found: list[tuple[str, str, dict[str, Any]]] = []
+    for ns, body in resources.items():
+        if not isinstance(body, dict) or body.get("Type") != NAMESPACE_TYPE:
+            raise TemplateError(f"Resources.{ns}: Type must be {NAMESPACE_TYPE}")
+        for fname, fbody in body.items():
+            if fname == "Type":
+                continue
+            if not isinstance(fbody, dict) or fbody.get("Type") != FUNCTION_TYPE:
+                raise TemplateError(f"Resources.{ns}.{fname}: Type must be {FUNCTION_TYPE}")
+            props = fbody.get("Properties")
+            if not isinstance(props, dict):
+                raise TemplateError(f"Resources.{ns}.{fname}: Properties is required")
+            found.append((str(ns), str(fname), {**glob, **props}))
+    if len(found) != 1:
+        raise TemplateError(f"the template must describe exactly one function, found {len(found)}")
+    ns, fname, props = found[0]
+    where = f"Resources.{ns}.{fname}.Properties"
+    if not FUNCTION_NAME_RE.match(fname):
+        raise TemplateError(f"Resources.{ns}.{fname}: function name must be 2-60 chars, letters/digits/-/_")
+    handler = _req(props, "Handler", where, str)
+    if not HANDLER_RE.match(handler):
+        raise TemplateError(f"{where}.Handler must look like file.function (e.g. index.main_handler), got {handler!r}")
+    runtime = _req(props, "Runtime", where, str)
+    if runtime not in SUPPORTED_RUNTIMES:
+        raise TemplateError(f"{where}.Runtime must be one of {', '.join(SUPPORTED_RUNTIMES)}, got {runtime!r}")
+    memory = _req(props, "MemorySize", where, int)
+    if not (memory == 64 or (128 <= memory <= 3072 and memory % 128 == 0)):
+        raise TemplateError(f"{where}.MemorySize must be 64 or 128-3072 in steps of 128 (MB), got {memory}")
+    timeout = _req(props, "Timeout", where, int)
+    if not 1 <= timeout <= 900:
+        raise TemplateError(f"{where}.Timeout must be 1-900 seconds, got {timeout}")
+    code_uri = _req(props, "CodeUri", where, str)
+    role = props.get("Role")
+    if role is not None and (not isinstance(role, str) or not role):
+        raise TemplateError(f"{where}.Role must be the execution role name")
+    ftype = props.get("Type", "Event")
+    if ftype != "Event":
+        raise TemplateError(f"{where}.Type must be Event (cijobs is an event function), got {ftype!r}")
+    timers, url = _events(props, where)
+    return FunctionSpec(
+        namespace=ns,
+        name=fname,
+        handler=handler,
+        runtime=runtime,
+        memory_mb=memory,
+        timeout_s=timeout,
+        code_uri=code_uri,
+        description=str(props.get("Description", "")),
+        role=role,
+        environment=_environment(props, where),
+        timers=timers,
+        function_url=url,
+    )
+
+
+def resolve_environment(spec: FunctionSpec, env: Mapping[str, str]) -> dict[str, str]:
+    """Substitute ``${env:NAME}`` from ``env``; drop empty values (SCF refuses them; cijobs' default applies).
+
+    Raises :class:`TemplateError` naming every referenced variable that is unset or empty.
+    """
+    missing = [n for n in spec.placeholders() if not (env.get(n) or "").strip()]
+    if missing:
+        raise TemplateError(
+            f"template.yaml refers to {', '.join('${env:' + n + '}' for n in missing)}: "
+            f"set {', '.join(missing)} in the environment of the deploying shell"
+        )
+    out: dict[str, str] = {}
+    for key, raw in spec.environment.items():
+        value = PLACEHOLDER_RE.sub(lambda m: env[m.group(1)].strip(), raw)
+        if value != "":
+            out[key] = value
+    size = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in out.items())
+    if size > ENV_TOTAL_LIMIT:
+        raise TemplateError(f"environment variables total {size} bytes; SCF allows {ENV_TOTAL_LIMIT} per function")
+    return out
