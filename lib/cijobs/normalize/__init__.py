@@ -1,0 +1,36 @@
+"""Normalize CI's XML/JSON job documents into stable, typed JSON-ready dicts.
+
+Pure package: bytes in, dict out (no I/O). See README "Normalized JSON".
+"""
+
+from __future__ import annotations
+
+from .document import normalize_document, parse_error
+from .errors import (
+    DocumentTooDeepError,
+    DocumentTooLargeError,
+    ForbiddenXMLError,
+    LimitExceededError,
+    MalformedDocumentError,
+    NormalizeError,
+    UnexpectedDocumentError,
+)
+from .parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
+from .repair import REPAIRS, STRAY_CLOSE_TAG, UNCLOSED_LEAF_TAG
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DEPTH",
+    "REPAIRS",
+    "STRAY_CLOSE_TAG",
+    "UNCLOSED_LEAF_TAG",
+    "DocumentTooDeepError",
+    "DocumentTooLargeError",
+    "ForbiddenXMLError",
+    "LimitExceededError",
+    "MalformedDocumentError",
+    "NormalizeError",
+    "UnexpectedDocumentError",
+    "normalize_document",
+    "parse_error",
+]

@@ -1,0 +1,141 @@
+"""Public entry points: ``normalize_document`` and ``parse_error``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional, Union
+from xml.etree.ElementTree import Element
+
+from . import repair as _repair
+from .errors import MalformedDocumentError, NormalizeError, UnexpectedDocumentError
+from .parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, JSON, check_size, parse_json, parse_xml, sniff, to_bytes
+from .scalars import OBJECT
+from .table import Spec, root_trie
+from .walk import json_value, xml_value
+
+Body = Union[bytes, bytearray, memoryview, str]
+ROOT = "Response"
+_ID_SPLIT = re.compile(r"[\s,]+")
+_ERROR_FIELDS = ("Code", "Message", "RequestId", "TraceId")
+
+
+def _root_spec() -> Spec:
+    return (False, OBJECT, root_trie())
+
+
+def normalize_document(
+    body: Body,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    repair: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Normalize a CI query response, list response or callback (XML or JSON).
+
+    Returns ``{"JobsDetail": [...], "NonExistJobIds": [...], ...}``; callbacks keep
+    ``EventName`` (and ``WorkflowExecution``), list responses ``NextToken``; other
+    top-level children pass through. Raises a ``NormalizeError`` subclass on any
+    bad input (never anything else for bytes/str input).
+    """
+    raw = to_bytes(body)
+    check_size(raw, max_bytes)
+    _repair.validate(repair)
+    if sniff(raw) == JSON:
+        return _from_json(raw, max_depth)
+    return _envelope(_xml_root_value(raw, max_depth, repair), raw)
+
+
+def _parse_xml_with_repairs(raw: bytes, repairs: tuple[str, ...]) -> Element:
+    body = raw
+    for _ in range(_repair.MAX_REPAIRS + 1):
+        try:
+            return parse_xml(body)
+        except MalformedDocumentError as exc:
+            fixed = _repair.try_repair(body, exc.line, repairs) if repairs else None
+            if fixed is None:
+                exc.raw = raw
+                raise
+            body = fixed
+    raise MalformedDocumentError("too many repairs needed", 1, 1, raw)
+
+
+def _xml_root_value(raw: bytes, max_depth: int, repairs: tuple[str, ...]) -> Any:
+    root = _parse_xml_with_repairs(raw, repairs)
+    if root.tag != ROOT:
+        _unexpected_root(root, raw)
+    return xml_value(root, _root_spec(), "", 0, max_depth)
+
+
+def _unexpected_root(root: Element, raw: bytes) -> None:
+    if root.tag == "Error":
+        err = _error_dict(root)
+        raise UnexpectedDocumentError(
+            f"CI error document: {err.get('Code', '')}: {err.get('Message', '')}", raw, error=err
+        )
+    raise UnexpectedDocumentError(f"unexpected root element <{str(root.tag)[:64]}>, expected <{ROOT}>", raw)
+
+
+def _from_json(raw: bytes, max_depth: int) -> dict[str, Any]:
+    data = parse_json(raw)
+    if not isinstance(data, dict):
+        raise UnexpectedDocumentError(f"JSON document is a {type(data).__name__}, expected an object", raw)
+    if set(data) == {ROOT} and isinstance(data[ROOT], dict):
+        data = data[ROOT]
+    if "Error" in data and "JobsDetail" not in data:
+        err = data["Error"] if isinstance(data["Error"], dict) else None
+        raise UnexpectedDocumentError("CI error document (JSON)", raw, error=err)
+    return _envelope(json_value(data, _root_spec(), "", 0, max_depth), raw)
+
+
+def _envelope(value: Any, raw: bytes) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UnexpectedDocumentError(f"<{ROOT}> holds text, not a jobs document", raw)
+    out = value
+    jobs = out.get("JobsDetail")
+    if jobs is None:
+        out["JobsDetail"] = []
+    for job in out["JobsDetail"]:
+        if not isinstance(job, dict):
+            raise UnexpectedDocumentError("a JobsDetail entry is not a container", raw)
+    out["NonExistJobIds"] = _nonexistent(out.get("NonExistJobIds") or [], raw)
+    return out
+
+
+def _nonexistent(values: list[Any], raw: bytes) -> list[str]:
+    seen: dict[str, None] = {}
+    for value in values:
+        if not isinstance(value, str):
+            raise UnexpectedDocumentError("NonExistJobIds holds a container, not ids", raw)
+        for part in _ID_SPLIT.split(value):
+            if part:
+                seen.setdefault(part, None)
+    return list(seen)
+
+
+def _error_dict(root: Element) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for child in root:
+        if isinstance(child.tag, str) and child.tag not in out:
+            out[child.tag] = (child.text or "").strip()
+    for field in _ERROR_FIELDS:
+        out.setdefault(field, "")
+    return out
+
+
+def parse_error(body: Body, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Optional[dict[str, Any]]:
+    """CI/COS ``<Error>`` body -> ``{"Code","Message","RequestId","TraceId", ...extra}``.
+
+    Returns None when the body is not an ``<Error>`` document (including bodies that
+    are not XML at all, malformed, or forbidden): callers use it on non-2xx bodies
+    and fall back to the HTTP status."""
+    try:
+        raw = to_bytes(body)
+        check_size(raw, max_bytes)
+        if sniff(raw) == JSON:
+            return None
+        root = parse_xml(raw)
+    except NormalizeError:
+        return None
+    if root.tag != "Error":
+        return None
+    return _error_dict(root)

@@ -1,0 +1,128 @@
+"""Typed scalar conversion for declared paths, and the once-per-path schema-drift log.
+
+Conversions are strict (no "looks numeric" guessing and no Python leniency such as
+``int(" 1_0 ")`` or ``float("nan")``): a value that does not parse as its declared
+type is returned unchanged (as the original string) and reported once per
+(path, problem) per process.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+from cijobs.log import get_logger
+
+STRING, INT, FLOAT, BOOL, TIMESTAMP, OBJECT = "string", "int", "float", "bool", "timestamp", "object"
+KINDS = (STRING, INT, FLOAT, BOOL, TIMESTAMP, OBJECT)
+
+_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+# 2022-06-27T15:23:12+0800 | 2022-08-09 14:54:17+0800 | ...+08:00 | ...Z, optional fraction
+_TS_RE = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)(?:([+-]\d{2}):?(\d{2})|(Z))\Z"
+)
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+
+_drift_seen: set[tuple[str, str]] = set()
+_drift_lock = threading.Lock()
+
+
+def report_drift(path: str, problem: str, value: Any = None) -> None:
+    """Log a schema-drift event once per (path, problem) per process."""
+    key = (path, problem)
+    with _drift_lock:
+        if key in _drift_seen:
+            return
+        _drift_seen.add(key)
+    sample = value if not isinstance(value, str) else value[:80]
+    get_logger("cijobs.normalize").warning("schema_drift", path=path, problem=problem, sample=sample)
+
+
+def reset_drift_log() -> None:
+    """Forget which drift events were already logged (tests)."""
+    with _drift_lock:
+        _drift_seen.clear()
+
+
+def parse_int(text: str) -> Optional[int]:
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if not body or not body.isascii() or not body.isdigit():
+        return None
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() accepts (3.11 str-digits limit)
+        return None
+
+
+def parse_float(text: str) -> Optional[float]:
+    if not text.isascii() or _FLOAT_RE.match(text) is None:
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def parse_bool(text: str) -> Optional[bool]:
+    low = text.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    return None
+
+
+def parse_timestamp(text: str) -> Optional[str]:
+    """CI timestamp -> ISO 8601 with a colon offset, or None if it is not one."""
+    m = _TS_RE.match(text)
+    if m is None:
+        return None
+    date, time_, hours, minutes, zulu = m.groups()
+    offset = "+00:00" if zulu else f"{hours}:{minutes}"
+    iso = f"{date}T{time_}{offset}"
+    try:
+        datetime.fromisoformat(iso if len(time_) in (8, 15) else _pad_fraction(date, time_, offset))
+    except ValueError:  # 2022-13-45T99:..: shape right, calendar wrong
+        return None
+    return iso
+
+
+def _pad_fraction(date: str, time_: str, offset: str) -> str:
+    # py3.9's fromisoformat wants exactly 3 or 6 fraction digits; only for validation
+    whole, _, frac = time_.partition(".")
+    return f"{date}T{whole}.{frac.ljust(6, '0')}{offset}"
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    INT: parse_int,
+    FLOAT: parse_float,
+    BOOL: parse_bool,
+    TIMESTAMP: parse_timestamp,
+}
+
+
+def convert(kind: Optional[str], text: str, path: str) -> Any:
+    """Convert one (already stripped) text value found at a declared path.
+
+    * ``timestamp``: ``-`` and empty -> None; else ISO 8601 (``+08:00``).
+    * ``object`` (a declared container that came out empty): ``""`` -> ``{}``.
+    * empty text on any other path -> ``""`` (CI sent an empty value).
+    * unparsable -> the original string, drift logged once.
+    """
+    if kind is None or kind == STRING:
+        return text
+    if kind == TIMESTAMP:
+        if text in ("", "-"):
+            return None
+    elif not text:
+        return {} if kind == OBJECT else ""
+    if kind == OBJECT:
+        report_drift(path, "text where a container was expected", text)
+        return text
+    value = _PARSERS[kind](text)
+    if value is None:
+        report_drift(path, f"not a valid {kind}", text)
+        return text
+    return value
