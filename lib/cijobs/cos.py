@@ -1,0 +1,373 @@
+"""Signed COS object requests: PUT/GET/HEAD/DELETE one object and list by prefix.
+
+Every request is signed with :class:`cijobs.signing.CosSigner` (token header
+``x-cos-security-token``), never follows redirects, and is retried with
+exponential backoff + full jitter (:class:`cijobs.http.RetryPolicy`) within the
+caller's deadline on: network errors and timeouts, every 5xx, 429, and the
+400 ``RequestTimeout`` (the body is replayable: every attempt re-sends the full
+body with the same ``Content-MD5``). Any other 4xx is final.
+
+Host routing follows the endpoint contract: without ``COS_ENDPOINT`` the URL is
+``https://<bucket>.cos.<region>.myqcloud.com``; an override with a ``{bucket}``
+placeholder is formatted and its host is signed; an override without one
+(e.g. the local emulator) is connected to while ``Host`` is the canonical
+``<bucket>.cos.<region>.myqcloud.com`` (sent and signed).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+from urllib.parse import quote
+
+import requests
+from defusedxml import ElementTree as DET
+
+from .credentials import Credentials
+from .http import RETRYABLE_EXCEPTIONS, Deadline, RetryPolicy, is_retryable_status, new_session, timeouts
+from .log import get_logger
+from .models import ErrorInfo
+from .settings import BUCKET_RE, REGION_RE, Settings
+from .signing import CosSigner
+
+TOKEN_HEADER = "x-cos-security-token"
+META_PREFIX = "x-cos-meta-"
+MAX_KEY_BYTES = 850
+MAX_LIST_KEYS = 1000
+# 4xx codes COS (S3 semantics) marks as safe to retry.
+RETRYABLE_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"})
+_META_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_COS_URL_RE = re.compile(r"^cos://(?P<bucket>[^./]+)\.(?P<region>[^/]+?)(?:/(?P<prefix>.*))?$")
+
+CredentialsSource = Callable[[], Credentials]
+
+
+class CosError(Exception):
+    """A COS request failed. ``status`` is None for network errors and timeouts."""
+
+    def __init__(
+        self,
+        status: Optional[int],
+        code: str,
+        message: str,
+        request_id: Optional[str] = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(f"{code} ({status}): {message}" if status else f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.retryable = retryable
+
+    def to_error_info(self) -> ErrorInfo:
+        return ErrorInfo(self.code, self.message, self.status, self.request_id)
+
+
+class InvalidKeyError(ValueError):
+    """An object key is unsafe or malformed."""
+
+
+@dataclass(frozen=True)
+class CosLocation:
+    """A parsed ``cos://<BucketName-APPID>.<region>/<prefix>`` URL."""
+
+    bucket: str
+    region: str
+    prefix: str = ""
+
+    def key(self, *parts: str) -> str:
+        """``prefix/part/part`` without empty segments."""
+        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
+
+
+def parse_cos_url(url: str, name: str = "cos URL") -> CosLocation:
+    """Parse and validate ``cos://bucket-appid.region[/prefix]``; the error names ``name``."""
+    m = _COS_URL_RE.match(url.strip())
+    if not m:
+        raise ValueError(f"{name} must look like cos://<BucketName-APPID>.<region>/<prefix>, got {url!r}")
+    bucket, region, prefix = m.group("bucket"), m.group("region"), (m.group("prefix") or "").strip("/")
+    if not BUCKET_RE.match(bucket):
+        raise ValueError(f"{name}: bucket must look like <BucketName>-<APPID>, got {bucket!r}")
+    if not REGION_RE.match(region):
+        raise ValueError(f"{name}: region must look like ap-guangzhou, got {region!r}")
+    if prefix:
+        validate_key(prefix + "/x")
+    return CosLocation(bucket, region, prefix)
+
+
+def validate_key(key: str) -> str:
+    """Refuse keys that could escape a prefix or confuse COS: leading ``/``, ``.``/``..``, empty segments."""
+    if not key or key.startswith("/"):
+        raise InvalidKeyError(f"object key must be non-empty and not start with '/': {key!r}")
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise InvalidKeyError(f"object key longer than {MAX_KEY_BYTES} bytes")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in key):
+        raise InvalidKeyError(f"object key contains a control character or backslash: {key!r}")
+    for seg in key.split("/"):
+        if seg in ("", ".", ".."):
+            raise InvalidKeyError(f"object key has an empty, '.' or '..' segment: {key!r}")
+    return key
+
+
+def content_md5(body: bytes) -> str:
+    """Base64 of the binary MD5 (what ``Content-MD5`` carries)."""
+    return base64.b64encode(hashlib.md5(body).digest()).decode("ascii")  # noqa: S324 - protocol field
+
+
+@dataclass(frozen=True)
+class CosObject:
+    key: str
+    body: bytes
+    headers: Mapping[str, str]
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return meta_from_headers(self.headers)
+
+
+@dataclass(frozen=True)
+class PutResult:
+    key: str
+    etag: Optional[str]
+    request_id: Optional[str]
+
+
+@dataclass(frozen=True)
+class ObjectSummary:
+    key: str
+    size: int
+    etag: str = ""
+    last_modified: str = ""
+
+
+@dataclass(frozen=True)
+class ListPage:
+    objects: list[ObjectSummary] = field(default_factory=list)
+    is_truncated: bool = False
+    next_marker: Optional[str] = None
+
+
+def meta_from_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """``x-cos-meta-<name>`` headers as ``{name: value}`` (names lower-cased)."""
+    n = len(META_PREFIX)
+    return {k.lower()[n:]: v for k, v in headers.items() if k.lower().startswith(META_PREFIX)}
+
+
+def _text(el: Any, tag: str) -> str:
+    child = el.find(tag)
+    return (child.text or "") if child is not None else ""
+
+
+def parse_error_response(status: int, body: bytes, headers: Mapping[str, str]) -> CosError:
+    """A typed error from a COS ``<Error>`` body, or from ``x-cos-*`` headers when the body is empty."""
+    code = message = request_id = ""
+    if body.strip():
+        try:
+            root = DET.fromstring(body)
+        except Exception:
+            root = None
+        if root is not None and root.tag == "Error":
+            code, message, request_id = _text(root, "Code"), _text(root, "Message"), _text(root, "RequestId")
+    code = code or headers.get("x-cos-error-code", "") or _default_code(status)
+    message = message or headers.get("x-cos-error-message", "") or f"HTTP {status}"
+    request_id = request_id or headers.get("x-cos-request-id", "")
+    retryable = is_retryable_status(status) or status >= 500 or code in RETRYABLE_CODES
+    return CosError(status, code, message, request_id or None, retryable)
+
+
+def _default_code(status: int) -> str:
+    return {404: "NoSuchKey", 403: "AccessDenied", 409: "Conflict", 412: "PreconditionFailed"}.get(
+        status, f"HTTP{status}"
+    )
+
+
+def parse_list(body: bytes) -> ListPage:
+    """Parse a GET Bucket ``ListBucketResult`` (defusedxml: no entities, no DTD)."""
+    try:
+        root = DET.fromstring(body)
+    except Exception as exc:
+        raise CosError(200, "MalformedListResult", f"cannot parse ListBucketResult: {type(exc).__name__}") from None
+    if root.tag != "ListBucketResult":
+        raise CosError(200, "MalformedListResult", f"expected ListBucketResult, got <{root.tag}>")
+    objects = []
+    for c in root.findall("Contents"):
+        size = _text(c, "Size")
+        objects.append(
+            ObjectSummary(_text(c, "Key"), int(size) if size.isdigit() else 0, _text(c, "ETag").strip('"'),
+                          _text(c, "LastModified"))
+        )
+    truncated = _text(root, "IsTruncated").strip().lower() == "true"
+    next_marker = _text(root, "NextMarker") or (objects[-1].key if truncated and objects else None)
+    return ListPage(objects, truncated, next_marker if truncated else None)
+
+
+class CosClient:
+    """Signed, retried COS object client. One instance per container; thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        credentials: CredentialsSource,
+        session: Optional[requests.Session] = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        self._settings = settings
+        self._credentials = credentials
+        self._session = session or new_session(settings.ci_concurrency)
+        self._sleep = sleep
+        self._clock = clock
+        self._policy = RetryPolicy(max_attempts=settings.ci_max_attempts, rng=rng or random.Random())
+        self._log = get_logger("cijobs.cos")
+
+    # -- addressing -------------------------------------------------------------------------------
+    def endpoint(self, bucket: str, region: str) -> tuple[str, Optional[str]]:
+        """``(base_url, host_header)``: host_header is set when it differs from the URL's host."""
+        if not BUCKET_RE.match(bucket):
+            raise ValueError(f"COS bucket must look like <BucketName>-<APPID>, got {bucket!r}")
+        if not REGION_RE.match(region):
+            raise ValueError(f"COS region must look like ap-guangzhou, got {region!r}")
+        canonical = f"{bucket}.cos.{region}.myqcloud.com"
+        override = self._settings.cos_endpoint
+        if not override:
+            return f"https://{canonical}", None
+        if "{bucket}" in override:
+            return override.format(bucket=bucket, region=region).rstrip("/"), None
+        return override.replace("{region}", region).rstrip("/"), canonical
+
+    def object_url(self, bucket: str, region: str, key: str) -> tuple[str, Optional[str]]:
+        base, host = self.endpoint(bucket, region)
+        return f"{base}/{quote(validate_key(key), safe='/-_.~')}", host
+
+    # -- operations -------------------------------------------------------------------------------
+    def put_object(
+        self,
+        bucket: str,
+        region: str,
+        key: str,
+        body: bytes,
+        content_type: str = "application/octet-stream",
+        metadata: Optional[Mapping[str, str]] = None,
+        forbid_overwrite: bool = False,
+        deadline: Optional[Deadline] = None,
+    ) -> PutResult:
+        headers = {"Content-Type": content_type, "Content-MD5": content_md5(body)}
+        for name, value in (metadata or {}).items():
+            if not _META_NAME_RE.match(name):
+                raise ValueError(f"metadata name must be letters, digits and '-': {name!r}")
+            headers[META_PREFIX + name.lower()] = value
+        if forbid_overwrite:
+            headers["x-cos-forbid-overwrite"] = "true"
+        resp = self._request("PUT", bucket, region, key, headers=headers, body=body, deadline=deadline)
+        return PutResult(key, resp.headers.get("ETag"), resp.headers.get("x-cos-request-id"))
+
+    def get_object(self, bucket: str, region: str, key: str, deadline: Optional[Deadline] = None) -> CosObject:
+        resp = self._request("GET", bucket, region, key, deadline=deadline)
+        return CosObject(key, resp.content, dict(resp.headers))
+
+    def head_object(
+        self, bucket: str, region: str, key: str, deadline: Optional[Deadline] = None
+    ) -> dict[str, str]:
+        """The object's response headers (``x-cos-meta-*`` included); ``CosError`` 404 if absent."""
+        return dict(self._request("HEAD", bucket, region, key, deadline=deadline).headers)
+
+    def delete_object(self, bucket: str, region: str, key: str, deadline: Optional[Deadline] = None) -> None:
+        """Delete; deleting a key that does not exist is not an error."""
+        try:
+            self._request("DELETE", bucket, region, key, deadline=deadline)
+        except CosError as exc:
+            if exc.status != 404:
+                raise
+
+    def list_objects(
+        self,
+        bucket: str,
+        region: str,
+        prefix: str = "",
+        marker: Optional[str] = None,
+        max_keys: int = MAX_LIST_KEYS,
+        deadline: Optional[Deadline] = None,
+    ) -> ListPage:
+        """One page of GET Bucket (``ListBucketResult``); pass ``next_marker`` for the next page."""
+        params = {"prefix": prefix, "max-keys": str(max(1, min(max_keys, MAX_LIST_KEYS)))}
+        if marker:
+            params["marker"] = marker
+        resp = self._request("GET", bucket, region, None, params=params, deadline=deadline)
+        return parse_list(resp.content)
+
+    def iter_objects(
+        self, bucket: str, region: str, prefix: str = "", deadline: Optional[Deadline] = None
+    ) -> list[ObjectSummary]:
+        """Every object under ``prefix`` (follows the markers)."""
+        out: list[ObjectSummary] = []
+        marker: Optional[str] = None
+        while True:
+            page = self.list_objects(bucket, region, prefix, marker, deadline=deadline)
+            out.extend(page.objects)
+            if not page.is_truncated or not page.next_marker or page.next_marker == marker:
+                return out
+            marker = page.next_marker
+
+    # -- transport --------------------------------------------------------------------------------
+    def _request(
+        self,
+        method: str,
+        bucket: str,
+        region: str,
+        key: Optional[str],
+        headers: Optional[dict[str, str]] = None,
+        body: Optional[bytes] = None,
+        params: Optional[dict[str, str]] = None,
+        deadline: Optional[Deadline] = None,
+    ) -> requests.Response:
+        deadline = deadline or Deadline.never()
+        if key is None:
+            base, host = self.endpoint(bucket, region)
+            url = base + "/"
+        else:
+            url, host = self.object_url(bucket, region, key)
+        hdrs = dict(headers or {})
+        if host:
+            hdrs["Host"] = host
+        attempt = 0
+        while True:
+            attempt += 1
+            if deadline.expired():
+                raise CosError(None, "DeadlineExceeded", f"{method} {key or '/'}: no time left", retryable=True)
+            error: CosError
+            try:
+                creds = self._credentials()
+                resp = self._session.request(
+                    method, url, params=params, data=body, headers=hdrs,
+                    auth=CosSigner(creds, TOKEN_HEADER, self._clock),
+                    timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
+                    allow_redirects=False,
+                )
+            except RETRYABLE_EXCEPTIONS as exc:
+                error = CosError(None, type(exc).__name__, f"{method} {key or '/'}: network error", retryable=True)
+            except requests.RequestException as exc:  # bad URL, too many redirects...: not transient
+                error = CosError(None, type(exc).__name__, f"{method} {key or '/'}: request failed", retryable=False)
+            else:
+                if resp.status_code < 300:
+                    return resp
+                error = parse_error_response(resp.status_code, resp.content, resp.headers)
+                if resp.status_code < 400:
+                    error = CosError(resp.status_code, "UnexpectedRedirect",
+                                     f"COS answered {resp.status_code}; redirects are not followed",
+                                     error.request_id, False)
+            if not error.retryable:
+                raise error
+            delay = self._policy.delay(attempt)
+            if not self._policy.should_retry(attempt, deadline, delay):
+                raise error
+            self._log.info("cos_retry", method=method, key=key, attempt=attempt, code=error.code,
+                           status=error.status, delay_s=round(delay, 3))
+            self._sleep(delay)

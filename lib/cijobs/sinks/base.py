@@ -1,0 +1,152 @@
+"""What every sink shares: the ``WriteResult``, the ``Sink`` protocol, the canonical body and the key layout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol
+
+from ..cos import InvalidKeyError, validate_key
+from ..http import Deadline
+from ..models import TERMINAL_STATES, ErrorInfo, Job
+
+PENDING_DIR = ".pending"
+UNKNOWN_TAG = "Unknown"
+TEMPLATE_FIELDS = frozenset({"prefix", "Tag", "JobId", "State"})
+DEFAULT_TEMPLATE = "{prefix}/{Tag}/{JobId}.json"
+# Values that become key segments: no '/', no leading '.', nothing that needs escaping.
+_SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The fate of one job in one write: ``ok`` (``already`` when it was there before) or ``error``."""
+
+    job_id: str
+    state: Optional[str]
+    ok: bool
+    already: bool = False
+    error: Optional[ErrorInfo] = None
+    retryable: bool = False
+
+    @classmethod
+    def written(cls, job_id: str, state: Optional[str], already: bool = False) -> WriteResult:
+        return cls(job_id, state, True, already)
+
+    @classmethod
+    def failed(cls, job_id: str, state: Optional[str], code: str, message: str, retryable: bool,
+               http_status: Optional[int] = None, request_id: Optional[str] = None) -> WriteResult:
+        return cls(job_id, state, False, False, ErrorInfo(code, message, http_status, request_id), retryable)
+
+    @classmethod
+    def from_error(cls, job_id: str, state: Optional[str], error: ErrorInfo, retryable: bool) -> WriteResult:
+        return cls(job_id, state, False, False, error, retryable)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"JobId": self.job_id, "State": self.state, "Ok": self.ok, "Already": self.already}
+        if self.error is not None:
+            out["Error"] = self.error.as_dict()
+            out["Retryable"] = self.retryable
+        return out
+
+
+class Sink(Protocol):
+    """Writes terminal jobs somewhere. ``write`` returns exactly one result per job, in order,
+    and never raises for a per-job problem."""
+
+    name: str
+
+    def write(self, jobs: Sequence[Job], deadline: Optional[Deadline] = None) -> list[WriteResult]: ...
+
+
+class SinkConfigError(ValueError):
+    """RESULT_SINK / CLAIM_CHECK_STORE / RESULT_KEY_TEMPLATE / CMQ settings are unusable (names the setting)."""
+
+
+def canonical_json(job: Job) -> bytes:
+    """The same job always gives the same bytes (sorted keys, no spaces, UTF-8)."""
+    return json.dumps(job, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def sha256_hex(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def job_fields(job: Job) -> tuple[str, Optional[str], str]:
+    """``(JobId, State, Tag)``; missing Tag → ``Unknown``; JobId ``""`` when missing."""
+    job_id = job.get("JobId")
+    state = job.get("State")
+    tag = job.get("Tag")
+    return (
+        job_id if isinstance(job_id, str) else "",
+        state if isinstance(state, str) else None,
+        tag if isinstance(tag, str) and tag else UNKNOWN_TAG,
+    )
+
+
+def refuse(job: Job) -> Optional[WriteResult]:
+    """A failure result for a job no sink may write (no usable JobId, or not terminal), else None."""
+    job_id, state, _tag = job_fields(job)
+    if not job_id or not _SEGMENT_RE.match(job_id):
+        return WriteResult.failed(job_id, state, "InvalidJob", "job has no usable JobId", retryable=False)
+    if state not in TERMINAL_STATES:
+        return WriteResult.failed(
+            job_id, state, "NotTerminal",
+            f"only terminal jobs ({', '.join(sorted(TERMINAL_STATES))}) are written, got State={state!r}",
+            retryable=False,
+        )
+    return None
+
+
+class KeyLayout:
+    """Renders ``RESULT_KEY_TEMPLATE`` into safe object keys that never fall under ``.pending/``."""
+
+    def __init__(self, template: str = DEFAULT_TEMPLATE) -> None:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        unknown = fields - TEMPLATE_FIELDS
+        if unknown:
+            raise SinkConfigError(
+                f"RESULT_KEY_TEMPLATE may only use {{prefix}}, {{Tag}}, {{JobId}}, {{State}}; got {sorted(unknown)}"
+            )
+        if "JobId" not in fields:
+            raise SinkConfigError("RESULT_KEY_TEMPLATE must contain {JobId} (one object per job)")
+        sample = template.format(prefix="p", Tag="T", JobId="j", State="S")
+        if any(seg.startswith(".") for seg in sample.split("/")) or PENDING_DIR in sample:
+            raise SinkConfigError(
+                "RESULT_KEY_TEMPLATE must not contain a segment starting with '.' (reserved for .pending/)"
+            )
+        self.template = template
+        self.render("", "jexample00000000000000", "Success", "Transcode")  # fails now, not per job
+
+    def render(self, prefix: str, job_id: str, state: str, tag: str) -> str:
+        """The key for one job; raises ``InvalidKeyError`` for values that are unsafe in a key."""
+        for name, value in (("JobId", job_id), ("Tag", tag), ("State", state)):
+            if not _SEGMENT_RE.match(value):
+                raise InvalidKeyError(f"{name} {value!r} cannot be used in an object key")
+        key = self.template.format(prefix=prefix.strip("/"), JobId=job_id, State=state, Tag=tag)
+        key = re.sub(r"/{2,}", "/", key).lstrip("/")
+        validate_key(key)
+        if any(seg.startswith(".") for seg in key.split("/")):
+            raise InvalidKeyError(f"result key {key!r} has a segment starting with '.'")
+        return key
+
+
+def combine(job_id: str, state: Optional[str], parts: Sequence[tuple[str, WriteResult]]) -> WriteResult:
+    """One result from several sinks' results: ok only when every sink wrote the job."""
+    failures = [(name, r) for name, r in parts if not r.ok]
+    if not failures:
+        return WriteResult.written(job_id, state, already=all(r.already for _, r in parts))
+    _name, first = failures[0]
+    err = first.error or ErrorInfo("WriteFailed", "write failed")
+    names = ", ".join(n for n, _ in failures)
+    message = f"{names}: {err.message}" if len(failures) == 1 else f"{len(failures)} sinks failed ({names}): " \
+        f"{err.message}"
+    # Retrying only helps when every failing sink can succeed later.
+    return WriteResult.from_error(
+        job_id, state, ErrorInfo(err.code, message, err.http_status, err.request_id),
+        retryable=all(r.retryable for _, r in failures),
+    )
