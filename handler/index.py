@@ -1,16 +1,34 @@
-"""SCF entry point (``index.main_handler``). Thin: all logic lives in the cijobs package."""
+"""SCF entry point (``index.main_handler``). Thin: all logic lives in the cijobs package.
+
+The app (settings, pooled session, CI client, sink, pending registry) is built
+once per container, on the first invocation; credentials are read per
+invocation (SCF role credentials rotate).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, Optional
 
 _here = os.path.dirname(os.path.abspath(__file__))
 _lib = os.path.join(os.path.dirname(_here), "lib")
 if os.path.isdir(os.path.join(_lib, "cijobs")) and _lib not in sys.path:  # running from a checkout
     sys.path.insert(0, _lib)
 
+from cijobs.app import App, build_app  # noqa: E402
+
+_app: Optional[App] = None
+
 
 def main_handler(event: Any, context: Any) -> Any:
-    raise NotImplementedError("the handler arrives with the triggers issue")
+    global _app  # noqa: PLW0603 - one app per container is the point
+    if _app is None:
+        _app = build_app(os.environ)
+    return _app(event, context)
+
+
+def reset() -> None:
+    """Forget the app (tests and ``cijobs invoke`` change the environment between runs)."""
+    global _app  # noqa: PLW0603
+    _app = None

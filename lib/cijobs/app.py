@@ -1,0 +1,212 @@
+"""One invocation: detect the event, dispatch it, summarise, log.
+
+``build_app(env)`` wires the collaborators once per container (settings,
+pooled session, CI client, sink, pending registry); credentials are read per
+invocation through a callable. Only ``handler/index.py`` and the CLI import
+this module.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, Callable, Optional, TextIO
+
+from . import log
+from .credentials import Credentials, CredentialsError
+from .credentials import from_env as credentials_from_env
+from .events import (
+    CKafkaEvent,
+    CMQTopicEvent,
+    DirectInvokeEvent,
+    Event,
+    EventError,
+    HttpEvent,
+    Limits,
+    RecordResult,
+    TimerEvent,
+    UnknownEventError,
+    detect,
+)
+from .http import Deadline, new_session
+from .job_ids import dedupe
+from .models import Job
+from .pipeline import Outcomes, Pipeline
+from .routes import Router, error
+from .settings import Settings
+
+DEFAULT_TIME_LIMIT_MS = 3000  # SCF's default function timeout
+ASYNC_TRIGGERS = frozenset({TimerEvent.kind, CMQTopicEvent.kind})
+
+
+class InvocationFailedError(RuntimeError):
+    """Raised after an async invocation finished everything it could, when some jobs failed with a
+    retryable error and could not be parked in the pending registry: SCF's retry and DLQ take over."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class App:
+    """Handles invocations; one per container."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: Pipeline,
+        env: Mapping[str, str],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.router = Router(settings, pipeline)
+        self.env = env
+        self.monotonic = monotonic
+        self.limits = Limits(settings.max_body_bytes, settings.max_ids_per_request)
+        self.log = log.get_logger("cijobs.app")
+
+    # -- one invocation --------------------------------------------------------------------------
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        started = self.monotonic()
+        ctx: Mapping[str, Any] = context if isinstance(context, Mapping) else {}
+        log.bind_invocation(request_id=ctx.get("request_id"), function_name=ctx.get("function_name"))
+        self._register_secrets()
+        try:
+            ev = detect(event)
+        except UnknownEventError as exc:
+            self.log.error("unknown_event", error=str(exc), event_type=type(event).__name__)
+            self._summary_line("unknown", Outcomes(), started, error=str(exc))
+            raise
+        except EventError as exc:  # a known shape with a malformed field
+            self.log.error("bad_event", error=str(exc), field=exc.field)
+            self._summary_line("unknown", Outcomes(), started, error=str(exc))
+            raise
+        log.bind(trigger=ev.kind)
+        deadline = self.deadline(ctx)
+        if isinstance(ev, HttpEvent):
+            return self._http(ev, deadline, started)
+        return self._async(ev, deadline, started)
+
+    def deadline(self, ctx: Mapping[str, Any]) -> Deadline:
+        """Context ``time_limit_in_ms`` minus DEADLINE_MARGIN_S (the margin is capped at half the limit)."""
+        raw = ctx.get("time_limit_in_ms")
+        limit_s = (raw if isinstance(raw, (int, float)) and raw > 0 else DEFAULT_TIME_LIMIT_MS) / 1000.0
+        margin = min(self.settings.deadline_margin_s, limit_s / 2)
+        return Deadline(limit_s - margin, clock=self.monotonic)
+
+    def _register_secrets(self) -> None:
+        values: list[Optional[str]] = [self.settings.api_token, self.settings.cmq_secret_key]
+        try:
+            values.extend(credentials_from_env(self.env).secrets())
+        except CredentialsError:
+            pass
+        log.register_secrets(values)
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def _http(self, ev: HttpEvent, deadline: Deadline, started: float) -> dict[str, Any]:
+        log.bind(http_method=ev.method, path=ev.path[:200])
+        try:
+            response = self.router.handle(ev, deadline)
+        except Exception as exc:  # a bug or an unexpected collaborator failure: answer, don't crash
+            self.log.error("http_internal_error", error_type=type(exc).__name__, error=str(exc), exc_info=True)
+            response = error(500, "InternalError", "internal error; see the function log for the request id")
+        self._summary_line(ev.kind, response.outcomes or Outcomes(), started, status_code=response.status)
+        return response.to_event_response()
+
+    # -- async and direct --------------------------------------------------------------------------
+
+    def _async(self, ev: Event, deadline: Deadline, started: float) -> dict[str, Any]:
+        errors: list[str] = []
+        records: list[RecordResult] = []
+        if isinstance(ev, TimerEvent):
+            try:
+                ids = ev.job_ids(self.limits)
+            except EventError as exc:
+                self.log.error("timer_message_rejected", error=str(exc))
+                errors.append(str(exc))
+                ids = []
+            outcomes = self.pipeline.tick(deadline, ids, source="timer")
+        elif isinstance(ev, (CMQTopicEvent, CKafkaEvent)):
+            records = ev.parse_records(self.limits)
+            ids_: list[str] = []
+            jobs: list[Job] = []
+            for r in records:
+                if r.request is None:
+                    self.log.warning("record_skipped", index=r.index, ref=r.ref, error=r.error)
+                    continue
+                ids_.extend(r.request.job_ids)
+                jobs.extend(r.request.jobs)
+            outcomes = self.pipeline.process(dedupe(ids_), ev.kind, deadline, jobs=jobs,
+                                             trust_jobs=self.settings.trust_callback_body)
+        else:
+            assert isinstance(ev, DirectInvokeEvent)
+            try:
+                request = ev.request(self.limits)
+            except EventError as exc:
+                self.log.error("bad_event", error=str(exc), field=exc.field)
+                self._summary_line(ev.kind, Outcomes(), started, error=str(exc))
+                raise
+            outcomes = self.pipeline.process(request.job_ids, ev.kind, deadline)
+        outcomes.errors.extend(errors)
+        summary = self._summary(ev.kind, outcomes, records)
+        self._summary_line(ev.kind, outcomes, started, records=records)
+        if ev.kind in ASYNC_TRIGGERS and outcomes.retry_needed():
+            failed = [o.job_id for o in outcomes.of("failed") if o.retryable]
+            message = (f"{len(failed)} job(s) failed with a retryable error and could not be parked in the "
+                       f"pending registry{'; ' + '; '.join(outcomes.errors) if outcomes.errors else ''}; "
+                       "raising so that SCF retries the event")
+            self.log.error("invocation_failed", error=message, job_ids=failed[:50])
+            raise InvocationFailedError(message, summary)
+        return summary
+
+    def _summary(self, trigger: str, outcomes: Outcomes, records: list[RecordResult]) -> dict[str, Any]:
+        out: dict[str, Any] = {"Trigger": trigger, **outcomes.as_dict()}
+        if records:
+            out["Records"] = [r.as_dict() for r in records]
+        return out
+
+    def _summary_line(self, trigger: str, outcomes: Outcomes, started: float, *, status_code: Optional[int] = None,
+                      records: Optional[list[RecordResult]] = None, error: Optional[str] = None) -> None:
+        fields: dict[str, Any] = {"trigger": trigger, **outcomes.counts()}
+        fields["duration_ms"] = int((self.monotonic() - started) * 1000)
+        if status_code is not None:
+            fields["status_code"] = status_code
+        if records:
+            fields["records"] = len(records)
+            fields["records_skipped"] = sum(1 for r in records if r.request is None)
+        if error is not None:
+            fields["error"] = error
+        if outcomes.errors:
+            fields["errors"] = outcomes.errors
+        self.log.info("invocation_summary", **fields)
+
+
+def build_app(
+    env: Optional[Mapping[str, str]] = None,
+    *,
+    log_stream: Optional[TextIO] = None,
+    settings: Optional[Settings] = None,
+) -> App:
+    """Wire everything from the environment, once per container. Credentials are read per call."""
+    env = os.environ if env is None else env
+    settings = settings or Settings.from_env(env)
+    log.configure(settings.log_level, log_stream)
+    settings.require_ci_target()
+    live_env = env
+
+    def credentials() -> Credentials:
+        return credentials_from_env(live_env)
+
+    from .ci_client import JobClient
+    from .pending import build_pending_store
+    from .sinks import build_sinks
+
+    session = new_session(settings.ci_concurrency)
+    client = JobClient(settings, credentials=credentials, session=session)
+    sink = build_sinks(settings, credentials, session=session)
+    pending = build_pending_store(settings, credentials)
+    return App(settings, Pipeline(settings, client, sink, pending), env)

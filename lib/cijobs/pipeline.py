@@ -1,0 +1,417 @@
+"""One run: job IDs → CI query → sink / pending registry → one outcome per ID.
+
+Every ID that enters leaves with exactly one outcome:
+
+* ``written``      terminal job written to the sink (``already`` when it was there);
+* ``pending``      not finished yet, or could not be completed now for a retryable
+                   reason: it is in the pending registry and the next timer tick
+                   picks it up (``reason`` says why);
+* ``nonexistent``  CI does not know the ID;
+* ``invalid``      the ID is malformed (never sent to CI);
+* ``failed``       with ``reason`` (``retryable`` tells whether a later retry can help).
+
+The pipeline never raises for a per-job problem; it knows the deadline and
+stops starting new work when time runs out (what it did not reach stays, or
+goes, pending). It never imports ``app``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Optional, Protocol
+
+from .http import Deadline
+from .job_ids import dedupe, validate_job_id
+from .log import get_logger
+from .models import TERMINAL_STATES, ErrorInfo, Job, QueryResult
+from .settings import Settings
+
+WRITTEN, PENDING, NONEXISTENT, INVALID, FAILED = "written", "pending", "nonexistent", "invalid", "failed"
+STATUSES = (WRITTEN, PENDING, NONEXISTENT, INVALID, FAILED)
+
+# Reasons (``Outcome.reason``).
+NOT_FINISHED = "NotFinished"
+DEADLINE = "DeadlineReached"
+PENDING_EXPIRED = "PendingExpired"
+PENDING_STORE_FAILED = "PendingStoreFailed"
+TRACKED = "Tracked"
+
+
+class JobQuerier(Protocol):
+    def query(self, job_ids: Sequence[str], deadline: Optional[Deadline] = None) -> QueryResult: ...
+
+
+class JobSink(Protocol):
+    def write(self, jobs: Sequence[Job], deadline: Optional[Deadline] = None) -> list[Any]: ...
+
+
+class PendingRegistry(Protocol):
+    def add(self, job_ids: Sequence[str], *, now: float, source: str, state: Optional[str] = None) -> list[Any]: ...
+    def list(self, limit: Optional[int] = None) -> list[Any]: ...
+    def update(self, job_id: str, state: Optional[str], now: float) -> Any: ...
+    def remove(self, job_ids: Sequence[str]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: str
+    status: str
+    source: str
+    state: Optional[str] = None
+    reason: Optional[str] = None
+    message: Optional[str] = None
+    retryable: bool = False
+    already: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"JobId": self.job_id, "Outcome": self.status, "Source": self.source}
+        if self.state is not None:
+            out["State"] = self.state
+        if self.reason is not None:
+            out["Reason"] = self.reason
+        if self.message is not None:
+            out["Message"] = self.message
+        if self.status == FAILED:
+            out["Retryable"] = self.retryable
+        if self.already:
+            out["Already"] = True
+        return out
+
+
+class DuplicateOutcomeError(RuntimeError):
+    """A job ID was given two outcomes in one run (a bug; never expected)."""
+
+
+@dataclass
+class Outcomes:
+    """The outcomes of one run, by job ID (insertion order), plus what was queried."""
+
+    by_id: dict[str, Outcome] = field(default_factory=dict)
+    queried: int = 0
+    errors: list[str] = field(default_factory=list)  # run-level problems (e.g. registry unreadable)
+
+    def set(self, outcome: Outcome) -> None:
+        if outcome.job_id in self.by_id:
+            raise DuplicateOutcomeError(f"job {outcome.job_id} already has outcome {self.by_id[outcome.job_id].status}")
+        self.by_id[outcome.job_id] = outcome
+
+    def merge(self, other: Outcomes) -> None:
+        for o in other.by_id.values():
+            self.set(o)
+        self.queried += other.queried
+        self.errors.extend(other.errors)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self.by_id
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def of(self, status: str) -> list[Outcome]:
+        return [o for o in self.by_id.values() if o.status == status]
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for o in self.by_id.values():
+            counts[o.status] += 1
+        return {"queried": self.queried, **counts}
+
+    def retry_needed(self) -> bool:
+        """True when a retryable failure could not be parked (a retry of the event may complete it)."""
+        return bool(self.errors) or any(o.status == FAILED and o.retryable for o in self.by_id.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"Counts": self.counts(), "Outcomes": [o.as_dict() for o in self.by_id.values()]}
+        if self.errors:
+            out["Errors"] = list(self.errors)
+        return out
+
+
+def _epoch(value: Any) -> Optional[float]:
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _error_fields(error: Any) -> tuple[str, str]:
+    if isinstance(error, ErrorInfo):
+        return error.code, error.message
+    code = getattr(error, "code", None)
+    message = getattr(error, "message", None)
+    if code or message:
+        return str(code or type(error).__name__), str(message or "")
+    return type(error).__name__, str(error)
+
+
+class Pipeline:
+    """ids → query → write/park → outcomes. Collaborators come in through the constructor."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: JobQuerier,
+        sink: JobSink,
+        pending: PendingRegistry,
+        clock: Callable[[], float] = time.time,
+        chunk_size: Optional[int] = None,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.sink = sink
+        self.pending = pending
+        self.clock = clock
+        # IDs per round (query then write): enough to keep every CI connection busy once.
+        self.chunk_size = chunk_size or max(10, settings.ci_concurrency * 10)
+        self.log = get_logger("cijobs.pipeline")
+
+    # -- public entry points -------------------------------------------------------------------
+
+    def lookup(self, job_ids: Sequence[str], deadline: Optional[Deadline] = None) -> QueryResult:
+        """Read-only query (``GET /jobs/{ids}``): nothing is written, not even to the registry."""
+        return self.client.query(list(job_ids), deadline or Deadline.never())
+
+    def track(self, job_ids: Sequence[str], source: str) -> Outcomes:
+        """Put IDs in the pending registry (``POST /jobs/track``); the timer does the rest."""
+        out = Outcomes()
+        valid = self._split_invalid(dedupe(job_ids), source, {}, out)
+        self._park(valid, source, None, TRACKED, None, out)
+        return out
+
+    def process(self, job_ids: Sequence[str], source: str, deadline: Deadline,
+                jobs: Sequence[Job] = (), trust_jobs: bool = False) -> Outcomes:
+        """IDs from a one-off source (callback, queue record, timer Message, direct invoke).
+
+        ``jobs`` are job bodies from a CI notification; used instead of a query only
+        when ``trust_jobs`` (TRUST_CALLBACK_BODY) is on.
+        """
+        out = Outcomes()
+        trusted = {j["JobId"]: j for j in jobs if isinstance(j.get("JobId"), str)} if trust_jobs else {}
+        self._settle(dedupe(job_ids), source, deadline, {}, trusted, out)
+        return out
+
+    def tick(self, deadline: Deadline, message_ids: Sequence[str] = (), source: str = "timer") -> Outcomes:
+        """A timer tick: the Message's IDs plus every ID in the pending registry."""
+        out = Outcomes()
+        try:
+            entries = list(self.pending.list())
+        except Exception as exc:  # registry unreadable: still do the Message's IDs, then report
+            code, message = _error_fields(exc)
+            self.log.error("pending_list_failed", error_code=code, error=message)
+            out.errors.append(f"pending registry could not be listed: {code}: {message}")
+            entries = []
+        registered = {e.job_id: e for e in entries}
+        fresh = [i for i in dedupe(message_ids) if i not in registered]
+        # Least recently checked first, so that IDs a short tick did not reach go first next time.
+        entries.sort(key=lambda e: _epoch(getattr(e, "last_seen", None)) or 0.0)
+        ids = fresh + [e.job_id for e in entries]
+        self._settle(ids, source, deadline, registered, {}, out)
+        return out
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def _split_invalid(self, ids: list[str], source: str, registered: dict[str, Any], out: Outcomes) -> list[str]:
+        valid: list[str] = []
+        dropped: list[str] = []
+        for job_id in ids:
+            if validate_job_id(job_id):
+                valid.append(job_id)
+            else:
+                out.set(Outcome(job_id, INVALID, source, reason="InvalidJobId",
+                                message="not a CI job ID (a lowercase letter and 16-64 lowercase letters/digits)"))
+                if job_id in registered:
+                    dropped.append(job_id)
+        self._remove(dropped)
+        return valid
+
+    def _settle(self, ids: list[str], source: str, deadline: Deadline, registered: dict[str, Any],
+                trusted: dict[str, Job], out: Outcomes) -> None:
+        valid = self._split_invalid(ids, source, registered, out)
+        for start in range(0, len(valid), self.chunk_size):
+            chunk = valid[start:start + self.chunk_size]
+            if deadline.expired():
+                rest = valid[start:]
+                self.log.warning("deadline_reached", left=len(rest))
+                self._defer(rest, source, registered, {}, DEADLINE, None, out)
+                return
+            self._round(chunk, source, deadline, registered, trusted, out)
+
+    def _round(self, chunk: list[str], source: str, deadline: Deadline, registered: dict[str, Any],
+               trusted: dict[str, Job], out: Outcomes) -> None:
+        jobs: list[Job] = [trusted[i] for i in chunk if i in trusted]
+        to_query = [i for i in chunk if i not in trusted]
+        answered: set[str] = {j["JobId"] for j in jobs}
+        if to_query:
+            out.queried += len(to_query)
+            try:
+                result = self.client.query(to_query, deadline)
+            except Exception as exc:
+                code, message = _error_fields(exc)
+                retryable = bool(getattr(exc, "retryable", True))
+                self.log.warning("query_failed", error_code=code, error=message, ids=len(to_query))
+                self._defer_failures(to_query, source, registered, code, message, retryable, out)
+                return
+            asked = set(to_query)
+            for job in result.jobs:
+                job_id = job.get("JobId")
+                if isinstance(job_id, str) and job_id in asked and job_id not in answered:
+                    jobs.append(job)
+                    answered.add(job_id)
+            gone = [i for i in dedupe(result.nonexistent) if i in asked and i not in answered]
+            for job_id in gone:
+                out.set(Outcome(job_id, NONEXISTENT, source, reason="NonExistJobId"))
+                answered.add(job_id)
+            bad = [i for i in dedupe(result.invalid) if i in asked and i not in answered]
+            for job_id in bad:
+                out.set(Outcome(job_id, INVALID, source, reason="InvalidJobId", message="CI rejected the ID"))
+                answered.add(job_id)
+            self._remove([i for i in gone + bad if i in registered])
+            for failure in result.failed:
+                if failure.job_id in asked and failure.job_id not in answered:
+                    answered.add(failure.job_id)
+                    self._defer_failures([failure.job_id], source, registered, failure.error.code,
+                                         failure.error.message, failure.retryable, out)
+            missing = [i for i in to_query if i not in answered]
+            if missing:  # the client must account for every ID; if not, treat it as a transient gap
+                self._defer_failures(missing, source, registered, "NotReturned",
+                                     "CI returned nothing for this ID", True, out)
+
+        terminal = [j for j in jobs if j.get("State") in TERMINAL_STATES]
+        unfinished = [j for j in jobs if j.get("State") not in TERMINAL_STATES]
+        for job in unfinished:
+            self._defer([job["JobId"]], source, registered, {job["JobId"]: _state(job)}, NOT_FINISHED, None, out)
+        if not terminal:
+            return
+        if deadline.expired():
+            self._defer([j["JobId"] for j in terminal], source, registered,
+                        {j["JobId"]: _state(j) for j in terminal}, DEADLINE, None, out)
+            return
+        self._write(terminal, source, deadline, registered, out)
+
+    def _write(self, jobs: list[Job], source: str, deadline: Deadline, registered: dict[str, Any],
+               out: Outcomes) -> None:
+        try:
+            results = list(self.sink.write(jobs, deadline))
+        except Exception as exc:  # a sink must not raise per job; if it does, nothing was confirmed
+            code, message = _error_fields(exc)
+            self.log.error("sink_raised", error_code=code, error=message)
+            results = []
+        by_id = {r.job_id: r for r in results}
+        done: list[str] = []
+        for job in jobs:
+            job_id, state = job["JobId"], _state(job)
+            r = by_id.get(job_id)
+            if r is not None and r.ok:
+                out.set(Outcome(job_id, WRITTEN, source, state=state, already=bool(r.already)))
+                if job_id in registered:
+                    done.append(job_id)
+                continue
+            if r is None:
+                code, message, retryable = "WriteNotConfirmed", "the sink did not confirm the write", True
+            else:
+                code, message = _error_fields(r.error) if r.error is not None else ("WriteFailed", "write failed")
+                retryable = bool(r.retryable)
+            self.log.warning("write_failed", job_id=job_id, error_code=code, error=message, retryable=retryable)
+            self._defer_failures([job_id], source, registered, code, message, retryable, out, state=state)
+        self._remove(done)
+
+    # -- parking in the registry ----------------------------------------------------------------
+
+    def _defer_failures(self, ids: list[str], source: str, registered: dict[str, Any], code: str, message: str,
+                        retryable: bool, out: Outcomes, state: Optional[str] = None) -> None:
+        """A query/write failure: retryable → pending (registry); otherwise failed (kept if registered)."""
+        if retryable:
+            self._defer(ids, source, registered, dict.fromkeys(ids, state), code, message, out)
+            return
+        for job_id in ids:
+            out.set(Outcome(job_id, FAILED, source, state=state, reason=code, message=message, retryable=False))
+
+    def _defer(self, ids: list[str], source: str, registered: dict[str, Any], states: dict[str, Optional[str]],
+               reason: str, message: Optional[str], out: Outcomes) -> None:
+        """Leave (registry IDs) or put (new IDs) these IDs in the registry as pending."""
+        now = self.clock()
+        known = [i for i in ids if i in registered]
+        fresh = [i for i in ids if i not in registered]
+        expired: list[str] = []
+        for job_id in known:
+            entry = registered[job_id]
+            first = _epoch(getattr(entry, "first_seen", None))
+            if first is not None and now - first >= self.settings.pending_max_age_s:
+                expired.append(job_id)
+                out.set(Outcome(job_id, FAILED, source, state=states.get(job_id) or _last_state(entry),
+                                reason=PENDING_EXPIRED, retryable=False,
+                                message=f"not finished {int(now - first)} s after it was first registered "
+                                        f"(PENDING_MAX_AGE_S={self.settings.pending_max_age_s})"))
+                continue
+            state = states.get(job_id)
+            if state is not None:
+                try:
+                    self.pending.update(job_id, state, now)
+                except Exception as exc:  # still registered; only LastState/LastSeen are stale
+                    code, msg = _error_fields(exc)
+                    self.log.warning("pending_update_failed", job_id=job_id, error_code=code, error=msg)
+            out.set(Outcome(job_id, PENDING, source, state=state or _last_state(entry), reason=reason,
+                            message=message))
+        if expired:
+            self.log.warning("pending_expired", count=len(expired))
+            self._remove(expired)
+        if fresh:
+            self._park(fresh, source, states, reason, message, out)
+
+    def _park(self, ids: list[str], source: str, states: Optional[dict[str, Optional[str]]], reason: str,
+              message: Optional[str], out: Outcomes) -> None:
+        if not ids:
+            return
+        now = self.clock()
+        groups: dict[Optional[str], list[str]] = {}
+        for job_id in ids:
+            groups.setdefault((states or {}).get(job_id), []).append(job_id)
+        for state, group in groups.items():
+            failed: dict[str, str] = {}
+            try:
+                for f in self.pending.add(group, now=now, source=source, state=state) or []:
+                    fid = getattr(f, "job_id", None)
+                    if isinstance(fid, str):
+                        err = getattr(f, "error", None)
+                        failed[fid] = "{}: {}".format(*_error_fields(err)) if err is not None else "add failed"
+            except Exception as exc:
+                text = "{}: {}".format(*_error_fields(exc))
+                failed = dict.fromkeys(group, text)
+            for job_id in group:
+                if job_id in failed:
+                    self.log.error("pending_add_failed", job_id=job_id, error=failed[job_id])
+                    out.set(Outcome(job_id, FAILED, source, state=state, reason=PENDING_STORE_FAILED,
+                                    message=f"{reason}" + (f" ({message})" if message else "")
+                                    + f"; could not be registered as pending: {failed[job_id]}",
+                                    retryable=True))
+                else:
+                    out.set(Outcome(job_id, PENDING, source, state=state, reason=reason, message=message))
+
+    def _remove(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        try:
+            self.pending.remove(ids)
+        except Exception as exc:  # harmless: the next tick sees them again and the writes are idempotent
+            code, message = _error_fields(exc)
+            self.log.warning("pending_remove_failed", ids=len(ids), error_code=code, error=message)
+
+
+def _state(job: Job) -> Optional[str]:
+    state = job.get("State")
+    return state if isinstance(state, str) else None
+
+
+def _last_state(entry: Any) -> Optional[str]:
+    state = getattr(entry, "last_state", None)
+    return state if isinstance(state, str) else None

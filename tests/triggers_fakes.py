@@ -1,0 +1,135 @@
+"""Small in-memory fakes for the triggers tests (CI client, sink, pending registry, clocks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from cijobs.models import ErrorInfo, JobFailure, QueryResult
+from cijobs.sinks.base import WriteResult
+
+JOB_A = "j" + "a" * 32
+JOB_B = "j" + "b" * 32
+JOB_C = "j" + "c" * 32
+JOB_D = "j" + "d" * 32
+
+
+def job_id(n: int) -> str:
+    return f"j{n:032x}"
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeCI:
+    """``jobs``: id → State; unknown ids are nonexistent; ``fail``: id → (code, retryable)."""
+
+    def __init__(self, jobs: Optional[dict[str, str]] = None, clock: Optional[FakeClock] = None,
+                 cost_s: float = 0.0) -> None:
+        self.jobs = dict(jobs or {})
+        self.fail: dict[str, tuple[str, bool]] = {}
+        self.raise_exc: Optional[BaseException] = None
+        self.calls: list[list[str]] = []
+        self.bodies: dict[str, dict[str, Any]] = {}
+        self.clock = clock
+        self.cost_s = cost_s
+
+    def job(self, jid: str) -> dict[str, Any]:
+        return self.bodies.get(jid) or {"JobId": jid, "State": self.jobs[jid], "Tag": "Transcode",
+                                        "Source": "ci"}
+
+    def query(self, job_ids: Any, deadline: Any = None) -> QueryResult:
+        ids = list(job_ids)
+        self.calls.append(ids)
+        if self.clock is not None:
+            self.clock.advance(self.cost_s)
+        if self.raise_exc is not None:
+            raise self.raise_exc
+        out = QueryResult()
+        for jid in ids:
+            if jid in self.fail:
+                code, retryable = self.fail[jid]
+                out.failed.append(JobFailure(jid, ErrorInfo(code, "boom", 503), retryable))
+            elif jid in self.jobs:
+                out.jobs.append(self.job(jid))
+            else:
+                out.nonexistent.append(jid)
+        return out
+
+    @property
+    def queried(self) -> list[str]:
+        return [i for c in self.calls for i in c]
+
+
+class FakeSink:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.written: dict[str, dict[str, Any]] = {}
+        self.fail: dict[str, tuple[str, bool]] = {}
+        self.writes = 0
+
+    def write(self, jobs: Any, deadline: Any = None) -> list[WriteResult]:
+        self.writes += 1
+        out = []
+        for job in jobs:
+            jid, state = job["JobId"], job.get("State")
+            if jid in self.fail:
+                code, retryable = self.fail[jid]
+                out.append(WriteResult.failed(jid, state, code, "write boom", retryable))
+                continue
+            already = jid in self.written
+            self.written[jid] = job
+            out.append(WriteResult.written(jid, state, already))
+        return out
+
+
+@dataclass(frozen=True)
+class Entry:
+    job_id: str
+    first_seen: float
+    last_seen: float
+    last_state: Optional[str]
+    source: str
+
+
+class FakePending:
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+        self.fail_add: set[str] = set()
+        self.broken = False
+
+    def add(self, job_ids: Any, *, now: float, source: str, state: Optional[str] = None) -> list[WriteResult]:
+        if self.broken:
+            raise OSError("registry down")
+        failures = []
+        for jid in job_ids:
+            if jid in self.fail_add:
+                failures.append(WriteResult.failed(jid, state, "SlowDown", "no", True))
+                continue
+            old = self.entries.get(jid)
+            self.entries[jid] = Entry(jid, old.first_seen if old else now, now, state,
+                                      old.source if old else source)
+        return failures
+
+    def list(self, limit: Optional[int] = None) -> list[Entry]:
+        if self.broken:
+            raise OSError("registry down")
+        return sorted(self.entries.values(), key=lambda e: e.first_seen)
+
+    def update(self, job_id: str, state: Optional[str], now: float) -> None:
+        old = self.entries[job_id]
+        self.entries[job_id] = Entry(job_id, old.first_seen, now, state, old.source)
+
+    def remove(self, job_ids: Any) -> list[WriteResult]:
+        for jid in job_ids:
+            self.entries.pop(jid, None)
+        return []
