@@ -1,0 +1,239 @@
+"""File and COS object sinks, the key layout, MultiSink and build_sinks."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+import requests
+
+from cijobs.cos import InvalidKeyError, parse_cos_url
+from cijobs.http import Deadline
+from cijobs.models import ErrorInfo
+from cijobs.settings import Settings
+from cijobs.sinks import KeyLayout, MultiSink, ObjectSink, SinkConfigError, WriteResult, build_sinks, canonical_json
+from cijobs.sinks.store import CosObjectStore, FileObjectStore
+from test_cos_fake import BUCKET, CREDS, REGION, FakeCos, make_client, serve_fake_cos
+
+JOB_ID = "j8d121820f5e411ec926ef19d53ba9c6f"
+
+
+def job(state: str = "Success", tag: Optional[str] = "Transcode", job_id: str = JOB_ID, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"JobId": job_id, "State": state, "Code": "Success", "Message": "", **extra}
+    if tag is not None:
+        out["Tag"] = tag
+    return out
+
+
+def file_sink(tmp_path: Path, template: str = "{prefix}/{Tag}/{JobId}.json") -> ObjectSink:
+    sink = build_sinks(Settings(result_sink=f"file://{tmp_path}", result_key_template=template), lambda: CREDS)
+    assert isinstance(sink, ObjectSink)
+    return sink
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+# -- canonical body and key layout ----------------------------------------------------------------
+def test_canonical_json_is_stable_and_utf8() -> None:
+    a = {"b": 1, "a": {"y": "中", "x": [1, 2]}}
+    b = {"a": {"x": [1, 2], "y": "中"}, "b": 1}
+    assert canonical_json(a) == canonical_json(b) == '{"a":{"x":[1,2],"y":"中"},"b":1}'.encode()
+
+
+def test_key_layout_renders_and_refuses_unsafe_values() -> None:
+    layout = KeyLayout()
+    assert layout.render("results", JOB_ID, "Success", "Transcode") == f"results/Transcode/{JOB_ID}.json"
+    assert layout.render("", JOB_ID, "Success", "Transcode") == f"Transcode/{JOB_ID}.json"
+    for tag in ["../x", ".pending", "a/b", ""]:
+        with pytest.raises(InvalidKeyError):
+            layout.render("results", JOB_ID, "Success", tag)
+    assert KeyLayout("{prefix}/{State}/{JobId}.json").render("p", JOB_ID, "Failed", "T") == f"p/Failed/{JOB_ID}.json"
+
+
+@pytest.mark.parametrize("template", ["{prefix}/{Tag}.json", "{prefix}/{Bogus}/{JobId}", "{prefix}/.pending/{JobId}",
+                                      "{prefix}/.hidden/{JobId}.json"])
+def test_key_layout_rejects_bad_templates(template: str) -> None:
+    with pytest.raises(SinkConfigError, match="RESULT_KEY_TEMPLATE"):
+        KeyLayout(template)
+
+
+# -- file sink ------------------------------------------------------------------------------------
+def test_file_sink_writes_canonical_json_once_and_is_idempotent(tmp_path: Path) -> None:
+    sink = file_sink(tmp_path)
+    first = sink.write([job()])
+    assert first == [WriteResult(JOB_ID, "Success", True, False)]
+    path = tmp_path / "Transcode" / f"{JOB_ID}.json"
+    assert path.read_bytes() == canonical_json(job())
+    again = sink.write([job()])
+    assert again == [WriteResult(JOB_ID, "Success", True, True)]
+    assert files(tmp_path) == [f"Transcode/{JOB_ID}.json"]  # no temp files left behind
+
+
+def test_file_sink_missing_tag_goes_to_unknown(tmp_path: Path) -> None:
+    file_sink(tmp_path).write([job(tag=None)])
+    assert files(tmp_path) == [f"Unknown/{JOB_ID}.json"]
+
+
+def test_file_sink_refuses_non_terminal_and_bad_ids_without_stopping_others(tmp_path: Path) -> None:
+    other = "j0000000000000000000000000000000a"
+    results = file_sink(tmp_path).write([job(state="Running"), job(job_id="../../etc"), job(job_id=other), {}])
+    assert [r.ok for r in results] == [False, False, True, False]
+    assert results[0].error is not None and results[0].error.code == "NotTerminal" and not results[0].retryable
+    assert results[1].error is not None and results[1].error.code == "InvalidJob"
+    assert files(tmp_path) == [f"Transcode/{other}.json"]
+
+
+def test_file_sink_second_different_result(tmp_path: Path) -> None:
+    sink = file_sink(tmp_path)
+    sink.write([job(Progress=100)])
+    stored = (tmp_path / "Transcode" / f"{JOB_ID}.json").read_bytes()
+    # same state, CI changed the document: first write kept, reported as already written
+    [r] = sink.write([job(Progress=100, NewField="x")])
+    assert r.ok and r.already
+    # a different terminal state for the same key: refused, not retryable, nothing overwritten
+    [r] = sink.write([job(state="Failed")])
+    assert not r.ok and r.error is not None and r.error.code == "ConflictingResult" and not r.retryable
+    assert (tmp_path / "Transcode" / f"{JOB_ID}.json").read_bytes() == stored
+
+
+def test_file_sink_with_state_in_template_keeps_both(tmp_path: Path) -> None:
+    sink = file_sink(tmp_path, "{prefix}/{Tag}/{JobId}-{State}.json")
+    assert all(r.ok and not r.already for r in sink.write([job(), job(state="Failed")]))
+    assert len(files(tmp_path)) == 2
+
+
+def test_file_sink_unwritable_dir_is_a_failure_not_an_exception(tmp_path: Path) -> None:
+    (tmp_path / "Transcode").write_text("a file where a directory should be")
+    [r] = file_sink(tmp_path).write([job()])
+    assert not r.ok and r.error is not None and r.error.code == "LocalWriteError"
+
+
+def test_file_store_create_is_exclusive(tmp_path: Path) -> None:
+    store = FileObjectStore(str(tmp_path))
+    assert store.create("a/b.json", b"1", "application/json", {})
+    assert not store.create("a/b.json", b"2", "application/json", {})
+    obj = store.get("a/b.json")
+    assert obj is not None and obj.body == b"1"
+    store.put("a/b.json", b"3", "application/json", {})
+    assert store.get("a/b.json").body == b"3"  # type: ignore[union-attr]
+    store.delete("a/b.json")
+    store.delete("a/b.json")
+    assert store.get("a/b.json") is None
+    assert not [n for n in os.listdir(tmp_path / "a")]
+
+
+@pytest.fixture
+def fake_cos() -> Iterator[FakeCos]:
+    with serve_fake_cos() as fake:
+        yield fake
+
+
+# -- COS sink -------------------------------------------------------------------------------------
+def cos_sink(prefix: str = "results", **settings: Any) -> ObjectSink:
+    client, _ = make_client(**settings)
+    return ObjectSink(CosObjectStore(client, parse_cos_url(f"cos://{BUCKET}.{REGION}/{prefix}")), KeyLayout(), 4)
+
+
+def test_cos_sink_puts_with_metadata_and_is_idempotent(fake_cos: FakeCos) -> None:
+    sink = cos_sink()
+    [r] = sink.write([job()])
+    assert r.ok and not r.already
+    key = f"results/Transcode/{JOB_ID}.json"
+    body, meta = fake_cos.objects[key]
+    assert body == canonical_json(job())
+    assert meta["x-cos-meta-jobid"] == JOB_ID and meta["x-cos-meta-state"] == "Success"
+    assert meta["x-cos-meta-tag"] == "Transcode" and len(meta["x-cos-meta-sha256"]) == 64
+    assert meta["Content-Type"] == "application/json"
+    [r] = sink.write([job()])
+    assert r.ok and r.already
+    assert [m for m, _ in fake_cos.log] == ["PUT", "PUT", "HEAD"]  # 409, then HEAD compares meta
+    [r] = sink.write([job(state="Failed")])
+    assert r.error is not None and r.error.code == "ConflictingResult"
+    [r] = sink.write([job(Extra=1)])
+    assert r.ok and r.already  # same state, different body: first kept
+    assert fake_cos.objects[key][0] == body
+
+
+def test_cos_sink_retries_5xx_and_slowdown_without_duplicates(fake_cos: FakeCos) -> None:
+    fake_cos.faults = [(500, "InternalError"), (503, "SlowDown"), requests.ConnectionError("reset")]
+    [r] = cos_sink().write([job()])
+    assert r.ok and not r.already
+    assert len(fake_cos.objects) == 1 and len(fake_cos.log) == 4
+
+
+def test_cos_sink_failure_is_reported_retryable_and_a_later_retry_completes(fake_cos: FakeCos) -> None:
+    fake_cos.faults = [(503, "SlowDown")] * 2
+    [r] = cos_sink(max_attempts=2).write([job()])
+    assert not r.ok and r.retryable and r.error is not None and r.error.code == "SlowDown"
+    assert fake_cos.objects == {}
+    [r] = cos_sink(max_attempts=2).write([job()])
+    assert r.ok and not r.already and len(fake_cos.objects) == 1
+
+
+def test_cos_sink_access_denied_is_final(fake_cos: FakeCos) -> None:
+    fake_cos.faults = [(403, "AccessDenied")]
+    [r] = cos_sink().write([job()])
+    assert not r.ok and not r.retryable and r.error is not None and r.error.http_status == 403
+    assert len(fake_cos.log) == 1
+
+
+def test_cos_sink_many_jobs_in_parallel_one_failing(fake_cos: FakeCos) -> None:
+    ids = [f"j{i:032x}" for i in range(20)]
+    jobs = [job(job_id=i) for i in ids]
+    jobs[5]["State"] = "Submitted"
+    results = cos_sink().write(jobs)
+    assert [r.job_id for r in results] == ids
+    assert [r.ok for r in results].count(False) == 1 and not results[5].ok
+    assert len(fake_cos.objects) == 19
+
+
+def test_cos_sink_expired_deadline_is_retryable(fake_cos: FakeCos) -> None:
+    [r] = cos_sink().write([job()], Deadline(0))
+    assert not r.ok and r.retryable and fake_cos.objects == {}
+
+
+# -- several sinks --------------------------------------------------------------------------------
+class Stub:
+    def __init__(self, name: str, ok: bool, retryable: bool = False) -> None:
+        self.name, self.ok, self.retryable = name, ok, retryable
+
+    def write(self, jobs: Any, deadline: Any = None) -> list[WriteResult]:
+        if self.ok:
+            return [WriteResult.written(j["JobId"], j["State"], already=True) for j in jobs]
+        return [WriteResult.from_error(j["JobId"], j["State"], ErrorInfo("Boom", "boom"), self.retryable)
+                for j in jobs]
+
+
+def test_multisink_written_only_when_every_sink_wrote() -> None:
+    assert MultiSink([Stub("a", True), Stub("b", True)]).write([job()])[0].already
+    [r] = MultiSink([Stub("a", True), Stub("b", False, True)]).write([job()])
+    assert not r.ok and r.retryable and r.error is not None and r.error.message.startswith("b:")
+    [r] = MultiSink([Stub("a", False, True), Stub("b", False, False)]).write([job()])
+    assert not r.ok and not r.retryable  # one sink can never succeed: retrying does not help
+
+
+def test_build_sinks_multiple_and_config_errors(tmp_path: Path) -> None:
+    s = build_sinks(Settings(result_sink=f"file://{tmp_path}/a,cos://{BUCKET}.{REGION}/r",
+                             cos_endpoint="http://127.0.0.1:1"), lambda: CREDS)
+    assert isinstance(s, MultiSink) and len(s.sinks) == 2
+    with pytest.raises(SinkConfigError, match="CMQ_ENDPOINT"):
+        build_sinks(Settings(result_sink="cmq-queue://ap-guangzhou/q1"), lambda: CREDS)
+    with pytest.raises(SinkConfigError, match="RESULT_SINK"):
+        build_sinks(Settings(result_sink="cos://nobucket.ap-guangzhou/x"), lambda: CREDS)
+    with pytest.raises(SinkConfigError, match="twice"):
+        build_sinks(Settings(result_sink=f"file://{tmp_path},file://{tmp_path}"), lambda: CREDS)
+    with pytest.raises(SinkConfigError, match="RESULT_SINK"):
+        build_sinks(Settings(result_sink="cmq-queue://ap-guangzhou/bad name", cmq_endpoint="http://x"),
+                    lambda: CREDS)
+
+
+def test_result_body_round_trips(tmp_path: Path) -> None:
+    j = job(Operation={"Output": {"Object": "out/中文.mp4"}}, Progress=100)
+    file_sink(tmp_path).write([j])
+    assert json.loads((tmp_path / "Transcode" / f"{JOB_ID}.json").read_text("utf-8")) == j
