@@ -35,6 +35,9 @@ FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 NEVER_PACKAGED = ("tencentcloud-sdk-python-scf",)
 _LICENCE_RE = re.compile(r"(^|/)(licen[cs]e|copying|notice|authors)[^/]*$|^METADATA$", re.IGNORECASE)
 _SKIP_DIRS = ("__pycache__", "tests", "test")
+# Files several wheels ship with different content (each Tencent SDK wheel carries its own
+# tencentcloud/__init__.py with its version); the first wheel in name order wins, i.e. -common.
+SHARED_FILES = frozenset({"tencentcloud/__init__.py"})
 
 
 class PackagingError(RuntimeError):
@@ -200,6 +203,8 @@ def collect_entries(root: str, wheels: dict[str, str]) -> dict[str, bytes]:
                     continue
                 data = whl.read(info)
                 prior = entries.get(info.filename)
+                if prior is not None and info.filename in SHARED_FILES:
+                    continue
                 if prior is not None and prior != data:
                     raise PackagingError(f"{info.filename} comes from two wheels with different content")
                 entries[info.filename] = data

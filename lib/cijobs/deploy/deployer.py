@@ -235,9 +235,9 @@ def is_secret_name(name: str) -> bool:
 def redact_params(params: Mapping[str, Any], package: Optional[CodePackage] = None) -> dict[str, Any]:
     """A printable copy: secret environment values redacted, the zip shown as size + sha256."""
     out = copy.deepcopy(dict(params))
-    env = out.get("Environment")
-    if isinstance(env, dict):
-        for var in env.get("Variables", []):
+    block = out.get("Environment")
+    if isinstance(block, dict):
+        for var in block.get("Variables", []):
             if is_secret_name(str(var.get("Key", ""))):
                 var["Value"] = REDACTED
     code = out.get("Code")

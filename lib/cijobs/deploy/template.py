@@ -123,13 +123,13 @@ def _bool(value: Any, where: str) -> bool:
 
 
 def _environment(props: Mapping[str, Any], where: str) -> dict[str, str]:
-    env = props.get("Environment")
-    if env is None:
+    block = props.get("Environment")
+    if block is None:
         return {}
-    if not isinstance(env, dict) or not isinstance(env.get("Variables"), dict):
+    if not isinstance(block, dict) or not isinstance(block.get("Variables"), dict):
         raise TemplateError(f"{where}.Environment must be a mapping with Variables")
     out: dict[str, str] = {}
-    for raw_key, raw_value in env["Variables"].items():
+    for raw_key, raw_value in block["Variables"].items():
         key = str(raw_key)
         value: Any = raw_value
         if not ENV_KEY_RE.match(key):

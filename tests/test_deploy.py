@@ -1,0 +1,356 @@
+"""`cijobs deploy`: planning, redaction, and the real SDK calls (checked with `responses`)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from typing import Any
+
+import pytest
+import responses
+
+from cijobs.cli import main
+from cijobs.credentials import Credentials
+from cijobs.deploy.api import DeployError, ScfApiError, sdk_caller
+from cijobs.deploy.deployer import (
+    CodePackage,
+    Deployer,
+    desired_triggers,
+    dry_run_plan,
+    format_call,
+    redact_params,
+    trigger_call,
+)
+from cijobs.deploy.template import parse_template
+
+SCF_URL = "https://scf.tencentcloudapi.com/"
+API_TOKEN = "tok-0123456789abcdef"
+DEPLOY_ENV = {
+    "CI_BUCKET": "examplebucket-1250000000",
+    "CI_REGION": "ap-guangzhou",
+    "RESULT_SINK": "cos://examplebucket-1250000000.ap-guangzhou/results",
+    "PENDING_STORE": "cos://examplebucket-1250000000.ap-guangzhou/pending",
+    "API_TOKEN": API_TOKEN,
+}
+CREDS = Credentials("AKIDdeployer", "deployer-secret-key", "deployer-session-token")
+
+TEMPLATE_DOC: dict[str, Any] = {
+    "Resources": {"default": {
+        "Type": "TencentCloud::Serverless::Namespace",
+        "cijobs": {"Type": "TencentCloud::Serverless::Function", "Properties": {
+            "CodeUri": "cijobs.zip", "Handler": "index.main_handler", "Runtime": "Python3.10",
+            "MemorySize": 256, "Timeout": 60, "Role": "CIJobsExecuteRole", "Description": "d",
+            "Environment": {"Variables": {
+                "CI_BUCKET": "${env:CI_BUCKET}", "CI_REGION": "${env:CI_REGION}",
+                "API_TOKEN": "${env:API_TOKEN}", "LOG_LEVEL": "info", "CI_ENDPOINT": "",
+            }},
+            "Events": {
+                "poll-pending": {"Type": "Timer", "Properties": {
+                    "CronExpression": "0 */5 * * * * *", "Message": "poll-pending", "Enable": True}},
+                "callbacks": {"Type": "FunctionURL", "Properties": {"AuthType": "NONE"}},
+            },
+        }},
+    }},
+}
+RESOLVED = {"CI_BUCKET": DEPLOY_ENV["CI_BUCKET"], "CI_REGION": "ap-guangzhou", "API_TOKEN": API_TOKEN,
+            "LOG_LEVEL": "info"}
+
+
+def make_zip(names: tuple[str, ...] = ("index.py", "cijobs/__init__.py")) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for n in names:
+            zf.writestr(n, "x = 1\n")
+    return buf.getvalue()
+
+
+class FakeScf:
+    """Just enough of the SCF API 2018-04-16 to deploy against; records every call."""
+
+    def __init__(self, function: dict[str, Any] | None = None, triggers: list[dict[str, Any]] | None = None,
+                 polls_until_active: int = 1) -> None:
+        self.function = function
+        self.triggers = triggers or []
+        self.calls: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        self.polls_until_active = polls_until_active
+        self._pending_polls = 0
+
+    def actions(self) -> list[str]:
+        return [a for a, _, _ in self.calls]
+
+    def bodies(self, action: str) -> list[dict[str, Any]]:
+        return [b for a, b, _ in self.calls if a == action]
+
+    def _busy(self, status: str) -> None:
+        assert self.function is not None
+        self.function["Status"] = status
+        self._pending_polls = self.polls_until_active
+
+    def __call__(self, request: Any) -> tuple[int, dict[str, str], str]:
+        action = request.headers["X-TC-Action"]
+        body = json.loads(request.body)
+        self.calls.append((action, body, dict(request.headers)))
+        result: dict[str, Any] = {}
+        if action == "GetFunction":
+            if self.function is None:
+                return self._error("ResourceNotFound.Function", "function not found")
+            if self._pending_polls:  # still Creating/Updating for this poll
+                self._pending_polls -= 1
+            else:
+                self.function["Status"] = "Active"
+            result = dict(self.function)
+        elif action == "CreateFunction":
+            self.function = {"FunctionName": body["FunctionName"], "Runtime": body["Runtime"]}
+            self._busy("Creating")
+        elif action in ("UpdateFunctionCode", "UpdateFunctionConfiguration"):
+            assert self.function is not None and self.function["Status"] == "Active", "changed while busy"
+            self._busy("Updating")
+        elif action == "ListTriggers":
+            page = self.triggers[body.get("Offset", 0): body.get("Offset", 0) + body.get("Limit", 20)]
+            result = {"Triggers": page, "TotalCount": len(self.triggers)}
+        elif action in ("CreateTrigger", "UpdateTrigger"):
+            desc = body["TriggerDesc"]
+            if body["Type"] == "http":
+                desc = json.dumps({**json.loads(desc), "NetConfig": json.loads(desc)["NetConfig"],
+                                   "Url": "https://1250000000-abcd1234.ap-guangzhou.tencentscf.com"})
+            result = {"TriggerInfo": {"TriggerName": body["TriggerName"], "Type": body["Type"],
+                                      "TriggerDesc": desc, "Enable": 1, "Qualifier": body.get("Qualifier")}}
+        else:
+            return self._error("InvalidAction", action)
+        return 200, {"Content-Type": "application/json"}, json.dumps({"Response": {**result, "RequestId": "req-1"}})
+
+    @staticmethod
+    def _error(code: str, message: str) -> tuple[int, dict[str, str], str]:
+        payload = {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "req-err"}}
+        return 200, {"Content-Type": "application/json"}, json.dumps(payload)
+
+
+@pytest.fixture
+def spec() -> Any:
+    return parse_template(TEMPLATE_DOC)
+
+
+@pytest.fixture
+def package() -> CodePackage:
+    return CodePackage(make_zip())
+
+
+def run_deploy(fake: FakeScf, spec: Any, package: CodePackage) -> Any:
+    sleeps: list[float] = []
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, SCF_URL, callback=fake)
+        result = Deployer(spec, RESOLVED, package, sdk_caller(CREDS, "ap-guangzhou"),
+                          out=lambda _: None, sleep=sleeps.append).run()
+    return result, sleeps
+
+
+def test_new_function_is_created_then_triggers_added(spec: Any, package: CodePackage) -> None:
+    fake = FakeScf()
+    result, sleeps = run_deploy(fake, spec, package)
+    assert result.created
+    assert fake.actions() == ["GetFunction", "CreateFunction", "GetFunction", "GetFunction",
+                              "ListTriggers", "CreateTrigger", "CreateTrigger"]
+    assert sleeps == [2.0]  # polled once while Creating
+    create = fake.bodies("CreateFunction")[0]
+    assert create["Handler"] == "index.main_handler" and create["Runtime"] == "Python3.10"
+    assert create["Role"] == "CIJobsExecuteRole" and create["MemorySize"] == 256 and create["Timeout"] == 60
+    assert create["Code"]["ZipFile"] == package.b64() and create["CodeSource"] == "ZipFile"
+    env = {v["Key"]: v["Value"] for v in create["Environment"]["Variables"]}
+    assert env == RESOLVED  # placeholders resolved, empty CI_ENDPOINT dropped
+    timer, url = fake.bodies("CreateTrigger")
+    assert timer == {"FunctionName": "cijobs", "Namespace": "default", "Type": "timer",
+                     "TriggerName": "poll-pending", "TriggerDesc": "0 */5 * * * * *", "Qualifier": "$DEFAULT",
+                     "Enable": "OPEN", "CustomArgument": "poll-pending"}
+    assert url["Type"] == "http" and url["TriggerName"] == "callbacks"
+    assert json.loads(url["TriggerDesc"]) == {"AuthType": "NONE",
+                                              "NetConfig": {"EnableIntranet": False, "EnableExtranet": True}}
+    assert result.function_url == "https://1250000000-abcd1234.ap-guangzhou.tencentscf.com"
+
+
+def test_requests_are_signed_with_the_explicit_session_token(spec: Any, package: CodePackage) -> None:
+    fake = FakeScf()
+    run_deploy(fake, spec, package)
+    for _, _, headers in fake.calls:
+        assert headers["X-TC-Token"] == "deployer-session-token"
+        assert headers["X-TC-Version"] == "2018-04-16" and headers["X-TC-Region"] == "ap-guangzhou"
+        assert "Credential=AKIDdeployer/" in headers["Authorization"]
+        assert "deployer-secret-key" not in json.dumps(headers)
+
+
+def test_existing_function_is_updated_and_matching_triggers_left_alone(spec: Any, package: CodePackage) -> None:
+    existing_timer = {"Type": "timer", "TriggerName": "poll-pending", "Qualifier": "$DEFAULT", "Enable": 1,
+                      "TriggerDesc": '{"cron":"0 */5 * * * * *"}', "CustomArgument": "poll-pending"}
+    old_url = {"Type": "http", "TriggerName": "url-trigger", "Qualifier": "$DEFAULT", "Enable": 1,
+               "TriggerDesc": json.dumps({"AuthType": "NONE", "NetConfig": {"EnableIntranet": True,
+                                                                           "EnableExtranet": False}})}
+    fake = FakeScf(function={"FunctionName": "cijobs", "Runtime": "Python3.10", "Status": "Active"},
+                   triggers=[existing_timer, old_url])
+    result, _ = run_deploy(fake, spec, package)
+    assert not result.created
+    assert fake.actions() == ["GetFunction", "UpdateFunctionCode", "GetFunction", "GetFunction",
+                              "UpdateFunctionConfiguration", "GetFunction", "GetFunction",
+                              "ListTriggers", "UpdateTrigger"]
+    code = fake.bodies("UpdateFunctionCode")[0]
+    assert code["Code"] == {"ZipFile": package.b64()} and code["Handler"] == "index.main_handler"
+    config = fake.bodies("UpdateFunctionConfiguration")[0]
+    assert "Runtime" not in config and "Code" not in config
+    assert {v["Key"]: v["Value"] for v in config["Environment"]["Variables"]} == RESOLVED
+    update = fake.bodies("UpdateTrigger")[0]
+    assert update["TriggerName"] == "url-trigger"  # one URL per qualifier: the existing one is updated
+    assert json.loads(update["TriggerDesc"])["NetConfig"] == {"EnableIntranet": False, "EnableExtranet": True}
+
+
+def test_second_deploy_creates_no_triggers(spec: Any, package: CodePackage) -> None:
+    fake = FakeScf()
+    run_deploy(fake, spec, package)
+    fake.triggers = [
+        {**json.loads(json.dumps(b)), "Enable": 1} for b in fake.bodies("CreateTrigger")
+    ]
+    fake.calls.clear()
+    run_deploy(fake, spec, package)
+    assert "CreateTrigger" not in fake.actions() and "UpdateTrigger" not in fake.actions()
+    assert "CreateFunction" not in fake.actions()
+
+
+def test_runtime_change_is_refused(spec: Any, package: CodePackage) -> None:
+    fake = FakeScf(function={"FunctionName": "cijobs", "Runtime": "Python3.9", "Status": "Active"})
+    with pytest.raises(DeployError, match="runs Python3.9, the template says Python3.10"):
+        run_deploy(fake, spec, package)
+    assert fake.actions() == ["GetFunction"]
+
+
+def test_failed_creation_stops_with_the_reason(spec: Any, package: CodePackage) -> None:
+    fake = FakeScf()
+    fake.polls_until_active = 100
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, SCF_URL, callback=fake)
+        deployer = Deployer(spec, RESOLVED, package, sdk_caller(CREDS, "ap-guangzhou"), out=lambda _: None,
+                            sleep=lambda s: fake.function.update(Status="CreateFailed",  # type: ignore[union-attr]
+                                                                 StatusReasons=[{"ErrorMessage": "role"}]))
+        with pytest.raises(DeployError, match="CreateFailed"):
+            deployer.run()
+
+
+def test_api_errors_carry_code_and_request_id(spec: Any, package: CodePackage) -> None:
+    def denied(request: Any) -> tuple[int, dict[str, str], str]:
+        return FakeScf._error("AuthFailure.SignatureFailure", "bad signature")
+
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, SCF_URL, callback=denied)
+        with pytest.raises(ScfApiError) as info:
+            Deployer(spec, RESOLVED, package, sdk_caller(CREDS, "ap-guangzhou"), out=lambda _: None).run()
+    assert info.value.code == "AuthFailure.SignatureFailure" and info.value.request_id == "req-err"
+    assert "GetFunction failed" in str(info.value)
+
+
+def test_unknown_parameter_is_refused_before_sending() -> None:
+    with responses.RequestsMock() as rsps:
+        call = sdk_caller(CREDS, "ap-guangzhou")
+        with pytest.raises(DeployError, match="unknown to the SDK model"):
+            call("CreateTrigger", {"FunctionName": "f", "TriggerNmae": "typo"})
+        assert len(rsps.calls) == 0
+
+
+def test_trigger_call_is_none_when_up_to_date(spec: Any) -> None:
+    timer = desired_triggers(spec)[0]
+    same = {"Type": "timer", "TriggerName": "poll-pending", "TriggerDesc": "0 */5 * * * * *", "Enable": 1,
+            "Qualifier": "$DEFAULT", "CustomArgument": "poll-pending"}
+    assert trigger_call(spec, timer, [same]) is None
+    changed = trigger_call(spec, timer, [{**same, "TriggerDesc": "0 */10 * * * * *"}])
+    assert changed is not None and changed.action == "UpdateTrigger"
+    disabled = trigger_call(spec, timer, [{**same, "Enable": 0}])
+    assert disabled is not None and disabled.params["Enable"] == "OPEN"
+
+
+def test_redaction_hides_secrets_and_the_zip(spec: Any, package: CodePackage) -> None:
+    plan = dry_run_plan(spec, RESOLVED, package)
+    text = "\n".join(format_call(c, package) for c in plan)
+    assert API_TOKEN not in text and package.b64()[:40] not in text
+    assert f"<zip {package.size} bytes sha256={package.sha256}>" in text
+    assert [c.action for c in plan] == ["GetFunction", "CreateFunction", "UpdateFunctionCode",
+                                        "UpdateFunctionConfiguration", "GetFunction", "ListTriggers",
+                                        "CreateTrigger", "CreateTrigger"]
+    red = redact_params({"Environment": {"Variables": [{"Key": "CMQ_SECRET_KEY", "Value": "k"},
+                                                       {"Key": "LOG_LEVEL", "Value": "info"}]}})
+    assert red["Environment"]["Variables"] == [{"Key": "CMQ_SECRET_KEY", "Value": "[redacted]"},
+                                               {"Key": "LOG_LEVEL", "Value": "info"}]
+
+
+def test_package_checks(spec: Any) -> None:
+    with pytest.raises(DeployError, match=r"no index\.py at its root"):
+        CodePackage(make_zip(("handler/index.py", "cijobs/__init__.py"))).check(spec, RESOLVED)
+    with pytest.raises(DeployError, match="not a zip"):
+        CodePackage(b"not a zip").check(spec, RESOLVED)
+    with pytest.raises(DeployError, match="CMQ_MODE=api make package"):
+        CodePackage(make_zip()).check(spec, {**RESOLVED, "CMQ_MODE": "api"})
+
+
+# ---------------------------------------------------------------- the CLI
+
+@pytest.fixture
+def deploy_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, package: CodePackage) -> Any:
+    import yaml
+
+    (tmp_path / "template.yaml").write_text(yaml.safe_dump(TEMPLATE_DOC), encoding="utf-8")
+    (tmp_path / "cijobs.zip").write_bytes(package.data)
+    for k in list(DEPLOY_ENV) + ["TENCENTCLOUD_REGION", "TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY",
+                                 "TENCENTCLOUD_SESSIONTOKEN"]:
+        monkeypatch.delenv(k, raising=False)
+    for k, v in DEPLOY_ENV.items():
+        monkeypatch.setenv(k, v)
+    return tmp_path
+
+
+def test_cli_dry_run_prints_calls_and_makes_none(deploy_dir: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(responses.POST, SCF_URL, json={"Response": {}})
+        code = main(["deploy", "--dry-run", "--region", "ap-shanghai",
+                     "--template", str(deploy_dir / "template.yaml")])
+        assert len(rsps.calls) == 0
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "CreateFunction {" in out and "CreateTrigger {" in out and "ap-shanghai" in out
+    assert API_TOKEN not in out and '"Value": "[redacted]"' in out
+
+
+def test_cli_fails_clearly_when_a_placeholder_is_unset(deploy_dir: Any, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("API_TOKEN")
+    code = main(["deploy", "--dry-run", "--region", "ap-guangzhou", "--template", str(deploy_dir / "template.yaml")])
+    assert code == 2
+    assert "set API_TOKEN" in capsys.readouterr().err
+
+
+def test_cli_refuses_invalid_settings(deploy_dir: Any, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CI_BUCKET", "Not_A_Bucket")
+    code = main(["deploy", "--dry-run", "--region", "ap-guangzhou", "--template", str(deploy_dir / "template.yaml")])
+    assert code == 2 and "CI_BUCKET must look like" in capsys.readouterr().err
+
+
+def test_cli_needs_region_and_credentials(deploy_dir: Any, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    template = str(deploy_dir / "template.yaml")
+    assert main(["deploy", "--template", template]) == 2
+    assert "no region" in capsys.readouterr().err
+    monkeypatch.setenv("TENCENTCLOUD_REGION", "ap-guangzhou")
+    assert main(["deploy", "--template", template]) == 2
+    assert "TENCENTCLOUD_SECRETID" in capsys.readouterr().err
+
+
+def test_cli_deploys_through_the_sdk(deploy_dir: Any, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TENCENTCLOUD_SECRETID", "AKIDcli")
+    monkeypatch.setenv("TENCENTCLOUD_SECRETKEY", "cli-secret")
+    monkeypatch.setattr("cijobs.deploy.deployer.time.sleep", lambda s: None)
+    fake = FakeScf(polls_until_active=0)
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, SCF_URL, callback=fake)
+        code = main(["deploy", "--region", "ap-guangzhou", "--template", str(deploy_dir / "template.yaml")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert fake.actions()[:2] == ["GetFunction", "CreateFunction"]
+    assert "created default/cijobs" in out
+    assert "?token=<API_TOKEN>" in out and API_TOKEN not in out
+    assert all("X-TC-Token" not in h for _, _, h in fake.calls)  # no session token given → none sent

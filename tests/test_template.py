@@ -1,0 +1,186 @@
+"""template.yaml is valid, declares every setting the code reads, and serverless.yml is generated from it."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from cijobs.deploy.serverless import render, serverless_document
+from cijobs.deploy.template import (
+    PLACEHOLDER_RE,
+    SUPPORTED_RUNTIMES,
+    TemplateError,
+    load_template,
+    parse_template,
+    resolve_environment,
+)
+from cijobs.settings import SETTINGS, Settings
+
+TEMPLATE = os.path.join(ROOT, "template.yaml")
+# Variables SCF itself sets (scf-platform.md §3.1): code may read them, the template must not declare them.
+PLATFORM_VARS = {
+    "TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SESSIONTOKEN", "TENCENTCLOUD_RUNENV",
+    "TENCENTCLOUD_REGION", "TENCENTCLOUD_APPID", "TENCENTCLOUD_UIN", "USER_CODE_ROOT", "TRIGGER_SRC",
+    "_SCF_SERVER_PORT", "SCF_FUNCTIONNAME", "SCF_NAMESPACE", "SCF_FUNCTIONVERSION", "SCF_RUNTIME", "TZ",
+}
+_READ_RE = re.compile(
+    r"""(?:\benv(?:iron)?\.get|\bos\.getenv|\benviron\.get|\benviron\[|\benv\[)\(?\s*(?:(['"])([A-Za-z_][A-Za-z0-9_]*)\1|([A-Z_][A-Z0-9_]*)\b)"""
+)
+_CONST_RE = re.compile(r"""^([A-Z_][A-Z0-9_]*)\s*(?::\s*\w+\s*)?=\s*['"]([A-Z_][A-Z0-9_]*)['"]\s*$""", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
+def env_reads(path: str) -> set[str]:
+    """Environment variable names a source file reads, literal or through a module constant."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    consts = dict(_CONST_RE.findall(text))
+    names = set()
+    for _, literal, ident in _READ_RE.findall(text):
+        if literal:
+            names.add(literal)
+        elif ident in consts:
+            names.add(consts[ident])
+    return names
+
+
+def source_files() -> list[str]:
+    out = [os.path.join(ROOT, "handler", "index.py")]
+    for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, "lib", "cijobs")):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        out += [os.path.join(dirpath, f) for f in filenames if f.endswith(".py")]
+    return out
+
+
+def test_template_shape_and_function(doc: dict[str, Any]) -> None:
+    spec = parse_template(doc)
+    assert set(doc) <= {"Resources", "Globals"}
+    assert spec.handler == "index.main_handler" and spec.runtime in SUPPORTED_RUNTIMES
+    assert spec.role, "an execution role is needed for TENCENTCLOUD_* temporary credentials"
+    assert spec.memory_mb >= 128 and 1 <= spec.timeout_s <= 900
+    assert [t.cron.split() for t in spec.timers] == [["0", "*/5", "*", "*", "*", "*", "*"]]
+    assert spec.timers[0].message and spec.timers[0].enable
+    assert spec.function_url is not None and spec.function_url.enable_extranet
+    assert spec.code_uri == "dist/cijobs.zip"
+
+
+def test_every_setting_is_declared_and_no_credentials(doc: dict[str, Any]) -> None:
+    declared = set(parse_template(doc).environment)
+    assert declared == {s.env for s in SETTINGS}
+    assert not [k for k in declared if k.startswith("TENCENTCLOUD_")]
+
+
+def test_every_variable_the_code_reads_is_declared(doc: dict[str, Any]) -> None:
+    declared = set(parse_template(doc).environment)
+    undeclared = {}
+    for path in source_files():
+        extra = env_reads(path) - declared - PLATFORM_VARS
+        if extra:
+            undeclared[os.path.relpath(path, ROOT)] = sorted(extra)
+    assert undeclared == {}, f"declare these in template.yaml and cijobs.settings.SETTINGS: {undeclared}"
+
+
+def test_env_read_scanner_finds_reads(tmp_path: Any) -> None:
+    src = tmp_path / "m.py"
+    src.write_text('NAME = "FOO_BAR"\nx = os.environ.get("ONE")\ny = env.get(NAME)\nz = os.environ["TWO"]\n'
+                   'w = os.getenv("THREE")\n')
+    assert env_reads(str(src)) == {"ONE", "FOO_BAR", "TWO", "THREE"}
+
+
+def test_secrets_are_placeholders_and_literals_are_valid(doc: dict[str, Any]) -> None:
+    spec = parse_template(doc)
+    for s in SETTINGS:
+        if s.secret:
+            assert spec.environment[s.env] in ("", "${env:" + s.env + "}"), f"{s.env} must not be committed"
+    literals = {k: v for k, v in spec.environment.items() if v and not PLACEHOLDER_RE.search(v)}
+    Settings.from_env(literals)  # every committed value parses
+
+
+def test_handler_file_is_in_the_package_layout(doc: dict[str, Any]) -> None:
+    spec = parse_template(doc)
+    assert os.path.isfile(os.path.join(ROOT, "handler", spec.handler_file))
+    with open(os.path.join(ROOT, "handler", spec.handler_file), encoding="utf-8") as fh:
+        assert re.search(rf"^def {spec.handler.split('.')[1]}\(", fh.read(), re.MULTILINE)
+
+
+def test_placeholders_resolve_from_the_deployer_environment(doc: dict[str, Any]) -> None:
+    spec = parse_template(doc)
+    env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "API_TOKEN": "t0ken-value",
+           "RESULT_SINK": "cos://examplebucket-1250000000.ap-guangzhou/r",
+           "PENDING_STORE": "cos://examplebucket-1250000000.ap-guangzhou/p"}
+    resolved = resolve_environment(spec, env)
+    assert resolved["API_TOKEN"] == "t0ken-value" and "CI_ENDPOINT" not in resolved
+    Settings.from_env(resolved).require_ci_target()
+    with pytest.raises(TemplateError, match=r"\$\{env:API_TOKEN\}.*set API_TOKEN"):
+        resolve_environment(spec, {k: v for k, v in env.items() if k != "API_TOKEN"})
+    with pytest.raises(TemplateError, match="4096"):
+        resolve_environment(spec, {**env, "API_TOKEN": "x" * 5000})
+
+
+def _props(doc: dict[str, Any]) -> dict[str, Any]:
+    props: dict[str, Any] = doc["Resources"]["default"]["cijobs"]["Properties"]
+    return props
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p.pop("Handler"), "Handler is required"),
+    (lambda p: p.update(Runtime="Python3.6"), "Runtime must be one of Python3.9, Python3.10"),
+    (lambda p: p.update(Runtime="Python3.11"), "Runtime must be one of"),
+    (lambda p: p.update(MemorySize=200), "MemorySize must be 64 or 128-3072"),
+    (lambda p: p.update(Timeout=901), "Timeout must be 1-900"),
+    (lambda p: p.update(Handler="index"), "file.function"),
+    (lambda p: p["Environment"]["Variables"].update(TENCENTCLOUD_SECRETID="x"), "prefix SCF reserves"),
+    (lambda p: p["Environment"]["Variables"].update(SCF_X="x"), "prefix SCF reserves"),
+    (lambda p: p["Events"]["poll-pending"]["Properties"].update(CronExpression="*/5 * * * *"), "7 fields"),
+    (lambda p: p["Events"].update(api={"Type": "APIGW", "Properties": {}}), "retired; use Type: FunctionURL"),
+    (lambda p: p["Events"].update(u2={"Type": "FunctionURL", "Properties": {}}), "only one FunctionURL"),
+    (lambda p: p["Events"]["callbacks"]["Properties"].update(AuthType="CAM"), "AuthType must be NONE"),
+])
+def test_template_errors_name_the_problem(doc: dict[str, Any], change: Any, message: str) -> None:
+    bad = copy.deepcopy(doc)
+    change(_props(bad))
+    with pytest.raises(TemplateError, match=re.escape(message) if "(" in message else message):
+        parse_template(bad)
+
+
+def test_globals_apply_and_extra_top_level_keys_are_refused(doc: dict[str, Any]) -> None:
+    with_globals = copy.deepcopy(doc)
+    _props(with_globals).pop("Timeout")
+    with_globals["Globals"] = {"Function": {"Timeout": 30}}
+    assert parse_template(with_globals).timeout_s == 30
+    with pytest.raises(TemplateError, match="only Resources and Globals"):
+        parse_template({**doc, "Outputs": {}})
+
+
+def test_serverless_yml_is_generated_from_the_template(doc: dict[str, Any]) -> None:
+    with open(os.path.join(ROOT, "serverless.yml"), encoding="utf-8") as fh:
+        committed = fh.read()
+    assert committed == render(parse_template(doc)), "run: python -m cijobs.deploy.serverless"
+
+
+def test_serverless_document_maps_the_template(doc: dict[str, Any]) -> None:
+    spec = parse_template(doc)
+    sls = yaml.safe_load(render(spec))
+    assert sls == serverless_document(spec)
+    assert sls["component"] == "scf"
+    inputs = sls["inputs"]
+    assert (inputs["name"], inputs["handler"], inputs["runtime"]) == (spec.name, spec.handler, spec.runtime)
+    assert (inputs["memorySize"], inputs["timeout"], inputs["role"]) == (spec.memory_mb, spec.timeout_s, spec.role)
+    assert inputs["environment"]["variables"]["API_TOKEN"] == "${env:API_TOKEN}"
+    assert "" not in inputs["environment"]["variables"].values()
+    kinds = [next(iter(e)) for e in inputs["events"]]
+    assert kinds == ["timer", "http"] and "apigw" not in kinds
+    timer = inputs["events"][0]["timer"]["parameters"]
+    assert timer["cronExpression"] == spec.timers[0].cron and timer["enable"] is True
+    assert timer["argument"] == spec.timers[0].message
+    assert inputs["events"][1]["http"]["parameters"]["authType"] == "NONE"
