@@ -215,7 +215,7 @@ def test_second_deploy_creates_no_triggers(spec: Any, package: CodePackage) -> N
 
 def test_runtime_change_is_refused(spec: Any, package: CodePackage) -> None:
     fake = FakeScf(function={"FunctionName": "cijobs", "Runtime": "Python3.9", "Status": "Active"})
-    with pytest.raises(DeployError, match="runs Python3.9, the template says Python3.10"):
+    with pytest.raises(DeployError, match=r"runs Python3\.9, the template says Python3\.10"):
         run_deploy(fake, spec, package)
     assert fake.actions() == ["GetFunction"]
 
@@ -294,8 +294,8 @@ def deploy_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, package: CodePack
 
     (tmp_path / "template.yaml").write_text(yaml.safe_dump(TEMPLATE_DOC), encoding="utf-8")
     (tmp_path / "cijobs.zip").write_bytes(package.data)
-    for k in list(DEPLOY_ENV) + ["TENCENTCLOUD_REGION", "TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY",
-                                 "TENCENTCLOUD_SESSIONTOKEN"]:
+    for k in [*DEPLOY_ENV, "TENCENTCLOUD_REGION", "TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY",
+              "TENCENTCLOUD_SESSIONTOKEN"]:
         monkeypatch.delenv(k, raising=False)
     for k, v in DEPLOY_ENV.items():
         monkeypatch.setenv(k, v)

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT
 
 from cijobs.deploy.serverless import render, serverless_document
 from cijobs.deploy.template import (
@@ -21,6 +20,7 @@ from cijobs.deploy.template import (
     resolve_environment,
 )
 from cijobs.settings import SETTINGS, Settings
+from conftest import ROOT
 
 TEMPLATE = os.path.join(ROOT, "template.yaml")
 # Variables SCF itself sets (scf-platform.md §3.1): code may read them, the template must not declare them.
