@@ -1,0 +1,170 @@
+"""The unsigned ``/_emu/...`` control API (JSON), for tests, benches and soaks that run the emulator in
+another process. Never subject to faults.
+
+=====  =========================  ===========================================================
+GET    /_emu/health               ``{"ok": true}``
+GET    /_emu/stats                request counts per side and status, injected faults, sizes
+POST   /_emu/reset                forget jobs, objects, messages, stats, faults
+GET    /_emu/ci/jobs              ``{"jobs": [{job_id, tag, state, queries, ...}]}``
+POST   /_emu/ci/jobs              ``{"jobs": [{"job_id", "tag"?, "state"?, "finish_after"?, "final_state"?}]}``
+POST   /_emu/ci/state             ``{"job_id", "state", "code"?, "message"?}``
+POST   /_emu/ci/advance           ``{"probability"?: 1.0}`` -> ``{"moved": n}``
+POST   /_emu/ci/finish_after      ``{"job_id", "n_queries", "state"?}``
+POST   /_emu/ci/config            ``{"auto_jobs"?: bool, "finish_probability"?: p}``
+GET    /_emu/ci/requests?limit=N  the last N CI requests (path, ids, status)
+GET    /_emu/faults               global + per-side settings and injected counts
+POST   /_emu/faults[/<side>]      set settings, e.g. ``{"fail_rate": 0.2, "latency_ms": 5}``
+GET    /_emu/cos/objects?bucket=&prefix=   objects with size, etag, put count and body MD5s
+GET    /_emu/cos/object?bucket=&key=       the raw object body
+GET    /_emu/cmq/messages?name=            received CMQ messages
+=====  =========================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Callable
+
+from .ci import JobStateError
+from .faults import FaultConfigError
+from .wire import JSON, Request, Response
+
+if TYPE_CHECKING:
+    from .instance import Emulator
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _ok(payload: Any, status: int = 200) -> Response:
+    return Response(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), {}, JSON,
+                    server="cijobs-emulator")
+
+
+class Control:
+    def __init__(self, emu: Emulator) -> None:
+        self._emu = emu
+        self._routes: dict[tuple[str, str], Callable[[Request, Any], Any]] = {
+            ("GET", "health"): lambda r, b: {"ok": True},
+            ("GET", "stats"): lambda r, b: self._emu.snapshot_stats(),
+            ("POST", "reset"): self._reset,
+            ("GET", "ci/jobs"): lambda r, b: {"jobs": [j.as_dict() for j in list(self._emu.ci.jobs.values())]},
+            ("POST", "ci/jobs"): self._add_jobs,
+            ("POST", "ci/state"): self._set_state,
+            ("POST", "ci/advance"): lambda r, b: {"moved": self._emu.ci.advance(float(b.get("probability", 1.0)))},
+            ("POST", "ci/finish_after"): self._finish_after,
+            ("POST", "ci/config"): self._ci_config,
+            ("GET", "ci/requests"): self._ci_requests,
+            ("GET", "faults"): lambda r, b: self._emu.faults.as_dict(),
+            ("POST", "faults"): self._faults,
+            ("GET", "cos/objects"): self._cos_objects,
+            ("GET", "cmq/messages"): self._cmq_messages,
+        }
+
+    def handle(self, req: Request) -> Response:
+        route = req.path[len("/_emu/"):].strip("/")
+        try:
+            if req.method == "GET" and route == "cos/object":
+                return self._cos_object(req)
+            side = ""
+            if route.startswith("faults/"):
+                route, side = "faults", route[len("faults/"):]
+            fn = self._routes.get((req.method, route))
+            if fn is None:
+                raise ControlError(404, f"no control route {req.method} /_emu/{route}")
+            body = self._json(req)
+            if side:
+                body = {"__side": side, **body}
+            return _ok(fn(req, body))
+        except ControlError as e:
+            return _ok({"error": str(e)}, e.status)
+        except (JobStateError, FaultConfigError, ValueError, TypeError) as e:
+            return _ok({"error": str(e)}, 400)
+        except KeyError as e:
+            return _ok({"error": f"unknown: {e}"}, 404)
+
+    @staticmethod
+    def _json(req: Request) -> dict[str, Any]:
+        if not req.body:
+            return {}
+        try:
+            data = json.loads(req.body)
+        except ValueError as e:
+            raise ControlError(400, f"body is not JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ControlError(400, "body must be a JSON object")
+        return data
+
+    def _reset(self, req: Request, body: dict[str, Any]) -> Any:
+        self._emu.reset()
+        return {"ok": True}
+
+    def _add_jobs(self, req: Request, body: dict[str, Any]) -> Any:
+        jobs = body.get("jobs", [body] if "job_id" in body else [])
+        if not isinstance(jobs, list) or not jobs:
+            raise ControlError(400, "expected {\"jobs\": [{\"job_id\": ...}, ...]}")
+        added = []
+        for j in jobs:
+            rec = self._emu.ci.add_job(
+                str(j["job_id"]), tag=str(j.get("tag", "Transcode")), state=str(j.get("state", "Running")),
+                finish_after=j.get("finish_after"), final_state=str(j.get("final_state", "Success")),
+            )
+            added.append(rec.as_dict())
+        return {"jobs": added}
+
+    def _set_state(self, req: Request, body: dict[str, Any]) -> Any:
+        self._emu.ci.set_state(str(body["job_id"]), str(body["state"]), body.get("code"), body.get("message"))
+        return self._emu.ci.jobs[str(body["job_id"])].as_dict()
+
+    def _finish_after(self, req: Request, body: dict[str, Any]) -> Any:
+        self._emu.ci.finish_after(str(body["job_id"]), int(body["n_queries"]), str(body.get("state", "Success")))
+        return self._emu.ci.jobs[str(body["job_id"])].as_dict()
+
+    def _ci_config(self, req: Request, body: dict[str, Any]) -> Any:
+        if "auto_jobs" in body:
+            self._emu.ci.auto_jobs = bool(body["auto_jobs"])
+        if "finish_probability" in body:
+            p = float(body["finish_probability"])
+            if not 0.0 <= p <= 1.0:
+                raise ControlError(400, "finish_probability must be within 0..1")
+            self._emu.ci.finish_probability = p
+        return {"auto_jobs": self._emu.ci.auto_jobs, "finish_probability": self._emu.ci.finish_probability}
+
+    def _ci_requests(self, req: Request, body: dict[str, Any]) -> Any:
+        limit = int(req.query.get("limit", "100"))
+        reqs = list(self._emu.ci.requests)[-limit:] if limit > 0 else []
+        return {"requests": [{"method": r.method, "path": r.path, "ids": r.ids, "status": r.status} for r in reqs],
+                "total": len(self._emu.ci.requests)}
+
+    def _faults(self, req: Request, body: dict[str, Any]) -> Any:
+        side = body.pop("__side", None)
+        self._emu.faults.update(body, side=side)
+        return self._emu.faults.as_dict()
+
+    def _cos_objects(self, req: Request, body: dict[str, Any]) -> Any:
+        bucket = req.query.get("bucket")
+        prefix = req.query.get("prefix", "")
+        cos = self._emu.cos
+        out = []
+        for (b, k), obj in sorted(dict(cos.objects).items()):
+            if (bucket and b != bucket) or not k.startswith(prefix):
+                continue
+            out.append({"bucket": b, "key": k, "size": obj.size, "etag": obj.etag, "headers": obj.headers,
+                        "puts": cos.put_counts.get((b, k), 0), "body_md5s": list(cos.put_bodies.get((b, k), []))})
+        return {"objects": out}
+
+    def _cos_object(self, req: Request) -> Response:
+        bucket, key = req.query.get("bucket", ""), req.query.get("key", "")
+        obj = self._emu.cos.get(bucket, key)
+        if obj is None:
+            raise ControlError(404, f"no object {bucket}/{key}")
+        return Response(200, obj.body, {}, obj.headers.get("content-type", "application/octet-stream"),
+                        server="cijobs-emulator")
+
+    def _cmq_messages(self, req: Request, body: dict[str, Any]) -> Any:
+        name = req.query.get("name")
+        msgs = list(self._emu.cmq.messages)
+        return {"messages": [m.as_dict() for m in msgs if not name or m.name == name]}
