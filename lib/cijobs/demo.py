@@ -66,7 +66,7 @@ def query_step(ctx: DemoContext) -> int:
     from .ci_client import JobClient
     from .http import Deadline
 
-    ids = seed_jobs(ctx.emu) + [MISSING_JOB_ID]
+    ids = [*seed_jobs(ctx.emu), MISSING_JOB_ID]
     ctx.say(f"added {len(SAMPLE_JOBS)} jobs: " + ", ".join(f"{t}/{s}" for _, t, s in SAMPLE_JOBS))
     client = JobClient(ctx.settings, credentials=lambda: ctx.credentials)
     ctx.say(f"cijobs query {len(ids)} IDs -> GET {client.target.base_url}/jobs/<ids> "
