@@ -78,6 +78,8 @@ class ReadOnlyMap(Mapping[str, str]):
     def __eq__(self, other: object) -> bool:
         if isinstance(other, ReadOnlyMap):
             return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == {self._key(str(k)): v for k, v in other.items()}
         return NotImplemented
 
 
