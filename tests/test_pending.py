@@ -1,0 +1,124 @@
+"""Pending registry on both backends: FirstSeen kept, update, remove, list (paginated), no collision with results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cijobs.cos import parse_cos_url
+from cijobs.pending import PendingError, PendingStore, build_pending_store
+from cijobs.settings import Settings
+from cijobs.sinks import KeyLayout, ObjectSink
+from cijobs.sinks.store import CosObjectStore, FileObjectStore, ObjectStore
+from test_cos_fake import BUCKET, CREDS, REGION, FakeCos, make_client, serve_fake_cos
+
+IDS = [f"j{i:032x}" for i in range(5)]
+
+
+@pytest.fixture
+def fake_cos() -> Iterator[FakeCos]:
+    with serve_fake_cos() as fake:
+        yield fake
+
+
+@pytest.fixture(params=["file", "cos"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    if request.param == "file":
+        yield FileObjectStore(str(tmp_path))
+        return
+    with serve_fake_cos():
+        client, _ = make_client()
+        yield CosObjectStore(client, parse_cos_url(f"cos://{BUCKET}.{REGION}/results"))
+
+
+def test_add_keeps_first_seen_and_source(store: ObjectStore) -> None:
+    reg = PendingStore(store)
+    assert reg.add(IDS[:2], now=100.0, source="callback", state="Submitted") == []
+    assert reg.add(IDS[:3], now=200.0, source="timer", state="Running") == []
+    entries = {e.job_id: e for e in reg.list()}
+    assert set(entries) == set(IDS[:3])
+    e0 = entries[IDS[0]]
+    assert (e0.first_seen, e0.last_seen, e0.last_state, e0.source, e0.attempts) == (100.0, 200.0, "Running",
+                                                                                     "callback", 2)
+    assert entries[IDS[2]].first_seen == 200.0 and entries[IDS[2]].source == "timer"
+
+
+def test_update_and_remove(store: ObjectStore) -> None:
+    reg = PendingStore(store)
+    reg.add(IDS[:2], now=10.0, source="http")
+    assert reg.update(IDS[0], "Running", now=50.0) is None
+    e = reg.get(IDS[0])
+    assert e is not None and (e.first_seen, e.last_seen, e.last_state, e.attempts) == (10.0, 50.0, "Running", 2)
+    assert reg.update(IDS[4], "Pause", now=60.0) is None  # unknown → created
+    assert reg.get(IDS[4]) is not None
+    assert reg.remove([IDS[0], IDS[0], IDS[3]]) == []  # absent and duplicate IDs are fine
+    assert reg.list_ids() == sorted([IDS[1], IDS[4]])
+    assert reg.get(IDS[0]) is None
+
+
+def test_list_is_oldest_first_and_limited(store: ObjectStore) -> None:
+    reg = PendingStore(store)
+    for i, job_id in enumerate(IDS):
+        reg.add([job_id], now=1000.0 - i, source="t")
+    assert [e.job_id for e in reg.list()] == list(reversed(IDS))
+    assert len(reg.list(limit=2)) == 2
+
+
+def test_invalid_ids_are_failures_not_exceptions(store: ObjectStore) -> None:
+    reg = PendingStore(store)
+    failures = reg.add(["../../etc/passwd", IDS[0]], now=1.0, source="x")
+    assert [f.job_id for f in failures] == ["../../etc/passwd"] and not failures[0].retryable
+    assert reg.list_ids() == [IDS[0]]
+
+
+def test_no_collision_with_results_under_the_same_prefix(store: ObjectStore) -> None:
+    reg = PendingStore(store)
+    sink = ObjectSink(store, KeyLayout())
+    reg.add([IDS[0]], now=1.0, source="x", state="Running")
+    [r] = sink.write([{"JobId": IDS[0], "State": "Success", "Tag": "Transcode"}])
+    assert r.ok and not r.already
+    assert reg.list_ids() == [IDS[0]]  # the result is not mistaken for an entry
+    assert reg.key(IDS[0]) != sink.key_for({"JobId": IDS[0], "State": "Success", "Tag": "Transcode"})
+    assert "/.pending/" in "/" + reg.key(IDS[0])
+
+
+def test_unreadable_entry_is_still_listed(tmp_path: Path) -> None:
+    reg = PendingStore(FileObjectStore(str(tmp_path)), clock=lambda: 42.0)
+    reg.add([IDS[0]], now=1.0, source="x")
+    (tmp_path / ".pending" / f"{IDS[0]}.json").write_bytes(b"{not json")
+    [e] = reg.list()
+    assert e.job_id == IDS[0] and e.first_seen == 42.0 and e.last_state is None
+
+
+def test_cos_list_paginates_past_1000(fake_cos: FakeCos) -> None:
+    client, _ = make_client()
+    reg = PendingStore(CosObjectStore(client, parse_cos_url(f"cos://{BUCKET}.{REGION}/p")))
+    ids = [f"j{i:032x}" for i in range(1203)]
+    for job_id in ids:  # seed directly: listing, not 1203 PUTs, is under test
+        fake_cos.objects[f"p/.pending/{job_id}.json"] = (b'{"FirstSeen":1}', {})
+    fake_cos.objects["p/Transcode/x.json"] = (b"{}", {})
+    assert reg.list_ids() == ids
+    assert sum(1 for m, k in fake_cos.log if m == "GET" and k == "") == 2
+
+
+def test_cos_errors_are_reported(fake_cos: FakeCos) -> None:
+    client, _ = make_client(max_attempts=1)
+    reg = PendingStore(CosObjectStore(client, parse_cos_url(f"cos://{BUCKET}.{REGION}/p")))
+    fake_cos.faults = [(503, "SlowDown")]
+    [f] = reg.add([IDS[0]], now=1.0, source="x")
+    assert f.retryable and f.error is not None and f.error.code == "SlowDown"
+    fake_cos.faults = [(403, "AccessDenied")]
+    with pytest.raises(PendingError) as ei:
+        reg.list()
+    assert ei.value.code == "AccessDenied" and not ei.value.retryable
+
+
+def test_build_pending_store(tmp_path: Path) -> None:
+    reg = build_pending_store(Settings(pending_store=f"file://{tmp_path}"), lambda: CREDS)
+    assert isinstance(reg.store, FileObjectStore)
+    reg2 = build_pending_store(Settings(pending_store=f"cos://{BUCKET}.{REGION}/jobs"), lambda: CREDS)
+    assert isinstance(reg2.store, CosObjectStore) and reg2.list_prefix == "jobs/.pending/"
+    with pytest.raises(ValueError, match="PENDING_STORE"):
+        build_pending_store(Settings(pending_store="cos://bad.ap-guangzhou/x"), lambda: CREDS)

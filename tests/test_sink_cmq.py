@@ -1,0 +1,116 @@
+"""CMQ sink: message bodies, topic tags, batching limits, claim check, failure reporting."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+from cijobs.cmq_client import CmqError, CmqTarget
+from cijobs.credentials import Credentials
+from cijobs.http import Deadline
+from cijobs.settings import Settings
+from cijobs.sinks import CmqSink, build_sinks, canonical_json
+from cijobs.sinks.cmq import topic_tags
+from cijobs.sinks.store import FileObjectStore
+
+QUEUE = CmqTarget("queue", "ap-guangzhou", "results")
+TOPIC = CmqTarget("topic", "ap-guangzhou", "jobs")
+
+
+def job(i: int = 0, state: str = "Success", tag: str = "Transcode", **extra: Any) -> dict[str, Any]:
+    return {"JobId": f"j{i:032x}", "State": state, "Tag": tag, **extra}
+
+
+class FakeCmq:
+    def __init__(self, max_batch: int = 16, failures: Optional[list[CmqError]] = None) -> None:
+        self.max_batch = max_batch
+        self.calls: list[tuple[CmqTarget, list[str], tuple[str, ...]]] = []
+        self.failures = failures or []
+
+    def send(self, target: CmqTarget, bodies: Sequence[str], tags: Sequence[str] = (),
+             deadline: Optional[Deadline] = None) -> list[str]:
+        self.calls.append((target, list(bodies), tuple(tags)))
+        if self.failures:
+            raise self.failures.pop(0)
+        return [f"m{i}" for i in range(len(bodies))]
+
+    @property
+    def bodies(self) -> list[str]:
+        return [b for _, bodies, _ in self.calls for b in bodies]
+
+
+def test_queue_messages_are_canonical_json_without_tags() -> None:
+    fake = FakeCmq()
+    results = CmqSink(fake, QUEUE).write([job(1), job(2)])
+    assert all(r.ok for r in results)
+    assert fake.bodies == [canonical_json(job(1)).decode(), canonical_json(job(2)).decode()]
+    assert fake.calls[0][2] == ()
+
+
+def test_topic_tags_are_tag_and_state_never_truncated_never_job_id() -> None:
+    assert topic_tags(job()) == ("Transcode", "Success")
+    assert topic_tags(job(tag="ExtractDigitalWatermark")) == ("Success",)
+    fake = FakeCmq()
+    CmqSink(fake, TOPIC).write([job(1), job(2, tag="ExtractDigitalWatermark"), job(3)])
+    by_tags = {tags: bodies for _, bodies, tags in fake.calls}
+    assert len(by_tags[("Transcode", "Success")]) == 2 and len(by_tags[("Success",)]) == 1
+    assert all(job(1)["JobId"] not in t for _, _, tags in fake.calls for t in tags)
+
+
+def test_batches_respect_count_and_64k() -> None:
+    fake = FakeCmq()
+    results = CmqSink(fake, QUEUE).write([job(i) for i in range(40)])
+    assert [len(b) for _, b, _ in fake.calls] == [16, 16, 8] and all(r.ok for r in results)
+    fake = FakeCmq()
+    big = [job(i, Pad="x" * 30_000) for i in range(5)]  # ~30 KB each: 2 per batch
+    CmqSink(fake, QUEUE, claim_check_bytes=65536).write(big)
+    assert [len(b) for _, b, _ in fake.calls] == [2, 2, 1]
+    assert all(sum(len(x.encode()) for x in b) <= 64 * 1024 for _, b, _ in fake.calls)
+
+
+def test_failed_batch_fails_its_jobs_only_and_others_continue() -> None:
+    fake = FakeCmq(max_batch=2, failures=[CmqError("6000", "server busy", True, 200, "rq")])
+    results = CmqSink(fake, QUEUE).write([job(1), job(2), job(3), job(4, state="Running")])
+    assert [r.ok for r in results] == [False, False, True, False]
+    assert results[0].retryable and results[0].error is not None and results[0].error.request_id == "rq"
+    assert results[3].error is not None and results[3].error.code == "NotTerminal"
+    # the retry (e.g. SCF re-invokes) sends again: at-least-once
+    assert all(r.ok for r in CmqSink(fake, QUEUE).write([job(1), job(2)]))
+
+
+def test_oversized_without_store_fails_loudly() -> None:
+    fake = FakeCmq()
+    [r] = CmqSink(fake, QUEUE, None, 1024).write([job(Pad="y" * 2000)])
+    assert not r.ok and not r.retryable and r.error is not None and r.error.code == "MessageTooLarge"
+    assert fake.calls == []
+
+
+def test_claim_check_to_file_store_is_idempotent(tmp_path: Path) -> None:
+    fake = FakeCmq()
+    store = FileObjectStore(str(tmp_path))
+    sink = CmqSink(fake, TOPIC, store, 1024)
+    big = job(Pad="z" * 5000)
+    for _ in range(2):
+        [r] = sink.write([big])
+        assert r.ok
+    body = canonical_json(big)
+    pointers = [json.loads(b) for b in fake.bodies]
+    assert pointers[0] == pointers[1]
+    p = pointers[0]
+    assert (p["JobId"], p["Tag"], p["State"]) == (big["JobId"], "Transcode", "Success")
+    cc = p["ClaimCheck"]
+    assert cc["Size"] == len(body) and cc["Sha256"] == hashlib.sha256(body).hexdigest()
+    assert Path(cc["Path"]).read_bytes() == body
+    assert len([f for f in tmp_path.rglob("*") if f.is_file()]) == 1
+
+
+def test_build_sinks_claim_check_store_and_api_mode(tmp_path: Path) -> None:
+    creds = Credentials("AKIDx", "k")
+    sink = build_sinks(Settings(result_sink="cmq-queue://ap-guangzhou/q", cmq_endpoint="http://127.0.0.1:1",
+                                claim_check_store=f"file://{tmp_path}", claim_check_bytes=2048), lambda: creds)
+    assert isinstance(sink, CmqSink) and sink.claim_store is not None and sink.claim_check_bytes == 2048
+    api = build_sinks(Settings(result_sink="cmq-topic://ap-guangzhou/t", cmq_mode="api"), lambda: creds)
+    assert isinstance(api, CmqSink) and api.client.max_batch == 1
