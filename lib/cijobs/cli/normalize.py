@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import EXIT_OK, fail
@@ -21,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cijobs.log import configure
     from cijobs.normalize import REPAIRS, NormalizeError, normalize_document
+
+    # stdout carries the JSON document; log lines (schema drift) go to stderr
+    configure(os.environ.get("LOG_LEVEL", "info").lower(), stream=sys.stderr)
 
     unknown = [r for r in args.repair if r not in REPAIRS]
     if unknown:

@@ -23,6 +23,14 @@ _STRAY = re.compile(rb"^([ \t]*)</([A-Za-z_][\w.-]*)>([ \t]*\r?)$")
 _UNCLOSED = re.compile(rb"^([ \t]*)<([A-Za-z_][\w.-]*)>([^<>]*)<\2>([ \t]*\r?)$")
 
 
+def _is_open(before: bytes, name: bytes) -> bool:
+    """Is an element ``name`` still open in ``before``? (then its close tag is not
+    stray: something inside it is unclosed, and this repair must not apply)."""
+    opened = len(re.findall(rb"<" + re.escape(name) + rb"(?:\s[^>]*)?(?<!/)>", before))
+    closed = before.count(b"</" + name + b">")
+    return opened > closed
+
+
 def validate(repairs: tuple[str, ...]) -> None:
     unknown = [r for r in repairs if r not in REPAIRS]
     if unknown:
@@ -41,7 +49,7 @@ def try_repair(raw: bytes, line: int, repairs: tuple[str, ...]) -> Optional[byte
     index = line - 1
     if STRAY_CLOSE_TAG in repairs and 0 <= index < len(lines):
         m = _STRAY.match(lines[index])
-        if m:
+        if m and not _is_open(b"\n".join(lines[:index]), m.group(2)):
             lines[index] = m.group(1) + b"<" + m.group(2) + b"/>" + m.group(3)
             return b"\n".join(lines)
     if UNCLOSED_LEAF_TAG in repairs:
