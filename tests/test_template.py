@@ -184,3 +184,15 @@ def test_serverless_document_maps_the_template(doc: dict[str, Any]) -> None:
     assert timer["cronExpression"] == spec.timers[0].cron and timer["enable"] is True
     assert timer["argument"] == spec.timers[0].message
     assert inputs["events"][1]["http"]["parameters"]["authType"] == "NONE"
+
+
+def test_timer_message_names_no_job_ids(doc: dict[str, Any]) -> None:
+    """The tick's Message is a note, not IDs: the timer then works the pending registry only."""
+    from cijobs.events.base import Limits
+    from cijobs.events.timer import TimerEvent
+
+    spec = parse_template(doc)
+    for t in spec.timers:
+        event = TimerEvent.from_event({"Type": "Timer", "TriggerName": t.name, "Time": "2026-01-01T00:00:00Z",
+                                       "Message": t.message})
+        assert event.job_ids(Limits(1024 * 1024, 100)) == []

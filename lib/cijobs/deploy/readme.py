@@ -38,7 +38,7 @@ def settings_table() -> str:
 
 
 def update_readme(text: str) -> str:
-    """``text`` with the generated table between the markers (added after ``## Settings`` if absent)."""
+    """``text`` with the generated table between the markers (appended to ``## Settings`` if absent)."""
     block = f"{BEGIN}\n{settings_table()}\n{END}"
     if BEGIN in text and END in text:
         head, _, rest = text.partition(BEGIN)
@@ -48,7 +48,8 @@ def update_readme(text: str) -> str:
     if marker not in text:
         raise ValueError("README has no '## Settings' section")
     head, _, tail = text.partition(marker)
-    return head + marker + "\n" + block + "\n" + tail
+    body, sep, rest = tail.partition("\n## ")
+    return head + marker + body.rstrip("\n") + "\n\n" + block + "\n" + ("\n" + sep.lstrip("\n") + rest if sep else "")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
