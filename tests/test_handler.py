@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import ROOT
 
 from cijobs.emulator import Emulator
 from cijobs.events import UnknownEventError
+from conftest import ROOT
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 SECRET_ID, SECRET_KEY, SESSION_TOKEN = "AKIDhandlertest", "handler-secret-key-value", "handler-session-token-value"
