@@ -151,9 +151,10 @@ class App:
                 self._summary_line(ev.kind, Outcomes(), started, error=str(exc))
                 raise
             outcomes = self.pipeline.process(request.job_ids, ev.kind, deadline)
-        outcomes.errors.extend(errors)
         summary = self._summary(ev.kind, outcomes, records)
-        self._summary_line(ev.kind, outcomes, started, records=records)
+        if errors:  # a bad timer Message: reported, but a retry of the same Message cannot help
+            summary["MessageErrors"] = errors
+        self._summary_line(ev.kind, outcomes, started, records=records, error="; ".join(errors) or None)
         if ev.kind in ASYNC_TRIGGERS and outcomes.retry_needed():
             failed = [o.job_id for o in outcomes.of("failed") if o.retryable]
             message = (f"{len(failed)} job(s) failed with a retryable error and could not be parked in the "
