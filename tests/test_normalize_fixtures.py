@@ -46,7 +46,7 @@ def _all_fixtures() -> list[str]:
         os.path.basename(p)
         for p in glob.glob(os.path.join(FIXTURES, "*.xml")) + glob.glob(os.path.join(FIXTURES, "*.json"))
     ]
-    names += ["handmade/" + os.path.basename(p) for p in glob.glob(os.path.join(HANDMADE, "*"))]
+    names += ["handmade/" + os.path.basename(p) for p in glob.glob(os.path.join(HANDMADE, "*")) if os.path.isfile(p)]
     return sorted(names)
 
 

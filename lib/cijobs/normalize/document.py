@@ -63,7 +63,7 @@ def _xml_root_value(raw: bytes, max_depth: int, repairs: tuple[str, ...]) -> Any
     root = _parse_xml_with_repairs(raw, repairs)
     if root.tag != ROOT:
         _unexpected_root(root, raw)
-    return xml_value(root, _root_spec(), "", 0, max_depth)
+    return xml_value(root, _root_spec(), "", 1, max_depth)
 
 
 def _unexpected_root(root: Element, raw: bytes) -> None:
@@ -84,7 +84,7 @@ def _from_json(raw: bytes, max_depth: int) -> dict[str, Any]:
     if "Error" in data and "JobsDetail" not in data:
         err = data["Error"] if isinstance(data["Error"], dict) else None
         raise UnexpectedDocumentError("CI error document (JSON)", raw, error=err)
-    return _envelope(json_value(data, _root_spec(), "", 0, max_depth), raw)
+    return _envelope(json_value(data, _root_spec(), "", 1, max_depth), raw)
 
 
 def _envelope(value: Any, raw: bytes) -> dict[str, Any]:

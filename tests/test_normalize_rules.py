@@ -1,0 +1,373 @@
+"""Unit rules of the normalizer: scalar parsing, table compilation, envelope, JSON
+shapes, drift logging, repairs, and the `cijobs normalize` CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from cijobs.cli import main
+from cijobs.normalize import (
+    MalformedDocumentError,
+    UnexpectedDocumentError,
+    normalize_document,
+    scalars,
+)
+from cijobs.normalize.scalars import parse_bool, parse_float, parse_int, parse_timestamp
+from cijobs.normalize.table import TableError, compile_table, expand, load_raw, lookup
+from conftest import FIXTURES
+
+
+def _job(xml_inner: str) -> dict[str, Any]:
+    doc = normalize_document(f"<Response><JobsDetail>{xml_inner}</JobsDetail></Response>")
+    job: dict[str, Any] = doc["JobsDetail"][0]
+    return job
+
+
+# ------------------------------------------------------------------ scalars
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0", 0), ("100", 100), ("-99", -99), ("+5", 5), ("007", 7)],
+)
+def test_parse_int_accepts(text: str, expected: int) -> None:
+    assert parse_int(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "1.0", "1_000", " 1", "0x10", "١٢", "1e3", "-", "+", "abc", "9" * 5000])
+def test_parse_int_rejects(text: str) -> None:
+    assert parse_int(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("834.736000", 834.736), ("0.000000", 0.0), ("25", 25.0), ("-1.5", -1.5), (".5", 0.5), ("1e3", 1000.0)],
+)
+def test_parse_float_accepts(text: str, expected: float) -> None:
+    assert parse_float(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "50/1", "nan", "inf", "Infinity", "1_0.0", "0x1p3", "1.0.0", "N/A", "１"])
+def test_parse_float_rejects(text: str) -> None:
+    assert parse_float(text) is None
+
+
+def test_parse_bool() -> None:
+    assert [parse_bool(t) for t in ("true", "True", "1", "false", "FALSE", "0")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert parse_bool("yes") is None and parse_bool("") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2022-06-27T15:23:12+0800", "2022-06-27T15:23:12+08:00"),
+        ("2022-08-09 14:54:17+0800", "2022-08-09T14:54:17+08:00"),
+        ("2022-06-27T15:23:12-0530", "2022-06-27T15:23:12-05:30"),
+        ("2022-06-27T15:23:12+08:00", "2022-06-27T15:23:12+08:00"),
+        ("2022-06-27T15:23:12Z", "2022-06-27T15:23:12+00:00"),
+        ("2022-06-27T15:23:12.5+0800", "2022-06-27T15:23:12.5+08:00"),
+    ],
+)
+def test_parse_timestamp(text: str, expected: str) -> None:
+    assert parse_timestamp(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["2022-13-27T15:23:12+0800", "2022-06-27T25:00:00+0800", "2022-06-27T15:23:12", "yesterday"]
+)
+def test_parse_timestamp_rejects(text: str) -> None:
+    assert parse_timestamp(text) is None
+
+
+def test_timestamp_rules_in_documents() -> None:
+    job = _job(
+        "<JobId>j1</JobId><CreationTime>2022-06-27T15:23:12+0800</CreationTime><StartTime>-</StartTime><EndTime/>"
+    )
+    assert job == {"JobId": "j1", "CreationTime": "2022-06-27T15:23:12+08:00", "StartTime": None, "EndTime": None}
+
+
+def test_empty_scalar_rule() -> None:
+    job = _job("<JobId>j1</JobId><Message/><Code></Code><Progress/><Operation><UserData>  </UserData></Operation>")
+    assert job["Message"] == "" and job["Code"] == "" and job["Operation"]["UserData"] == ""
+    assert job["Progress"] == ""  # empty typed scalar: kept as the (empty) original, like any unparsable value
+
+
+def test_text_is_stripped_and_unicode_kept() -> None:
+    job = _job("<JobId>\n   j1\n </JobId><Message>  转码 完成 </Message>")
+    assert job["JobId"] == "j1" and job["Message"] == "转码 完成"
+
+
+# ------------------------------------------------------------------ drift
+
+
+def test_drift_is_logged_once_per_path_and_value_kept() -> None:
+    scalars.reset_drift_log()
+    with capture_logs() as logs:
+        first = _job("<JobId>j1</JobId><Progress>half</Progress>")
+        second = _job("<JobId>j2</JobId><Progress>most</Progress>")
+        _job("<JobId>j3</JobId><Operation><JobLevel>x</JobLevel></Operation>")
+    assert first["Progress"] == "half" and second["Progress"] == "most"
+    drift = [entry for entry in logs if entry["event"] == "schema_drift"]
+    assert [d["path"] for d in drift] == ["JobsDetail.Progress", "JobsDetail.Operation.JobLevel"]
+    assert drift[0]["log_level"] == "warning" and drift[0]["sample"] == "half"
+
+
+def test_duplicate_declared_scalar_keeps_first_and_logs() -> None:
+    scalars.reset_drift_log()
+    with capture_logs() as logs:
+        job = _job(
+            "<JobId>j1</JobId><State>Running</State><State>Success</State><Workflow><Name>a</Name></Workflow><Workflow><Name>b</Name></Workflow>"
+        )
+    assert job["State"] == "Running"
+    assert job["Workflow"] == {"Name": "a"}
+    assert {entry["path"] for entry in logs} == {"JobsDetail.State", "JobsDetail.Workflow"}
+
+
+def test_container_where_scalar_expected_is_kept() -> None:
+    job = _job("<JobId>j1</JobId><Progress><Value>3</Value></Progress><Input>text</Input>")
+    assert job["Progress"] == {"Value": "3"}
+    assert job["Input"] == "text"
+
+
+def test_attributes_and_mixed_text_are_not_lost() -> None:
+    job = _job('<JobId>j1</JobId><Extra kind="x">t<Inner>1</Inner></Extra><Flag on="1"/>')
+    assert job["Extra"] == {"@kind": "x", "#text": "t", "Inner": "1"}
+    assert job["Flag"] == {"@on": "1"}
+
+
+# ------------------------------------------------------------------ table
+
+
+def test_brace_expansion() -> None:
+    assert expand("A.{B,C}.{D,E}") == ["A.B.D", "A.B.E", "A.C.D", "A.C.E"]
+    assert expand("plain") == ["plain"]
+
+
+def test_table_lookup_is_by_full_path() -> None:
+    assert lookup("JobsDetail.Operation.MediaInfo.Stream.Video.Fps") == (False, "float", None)
+    assert lookup("JobsDetail.Operation.Transcode.Video.Fps") is None
+    spec = lookup("JobsDetail.Operation.MediaResult.OutputFile.Md5Info")
+    assert spec is not None and spec[0] is True
+    assert lookup("JobsDetail.Operation.JobLevel") == (False, "int", None)
+    assert lookup("WorkflowExecution.Tasks.CreateTime") == (False, "timestamp", None)
+    assert lookup("Fps") is None
+
+
+def test_table_covers_spec_array_paths() -> None:
+    # verbatim copy of shared/spec/ci-array-paths.json
+    with open(os.path.join(FIXTURES, "handmade", "spec", "ci-array-paths.json"), encoding="utf-8") as fh:
+        spec = json.load(fh)
+    prefixes = {"response": "", "jobsDetail": "JobsDetail.", "workflowExecution": "WorkflowExecution."}
+    for ctx, paths in spec.items():
+        if ctx not in prefixes:
+            continue
+        for path in paths:
+            for full in expand(prefixes[ctx] + path):
+                entry = lookup(full)
+                assert entry is not None and entry[0], full
+
+
+def test_table_rejects_inconsistent_declarations() -> None:
+    data = load_raw()
+    data["types"]["jobsDetail"]["int"].append("Operation.MediaInfo")  # a container declared int
+    with pytest.raises(TableError):
+        compile_table(data)
+    data = load_raw()
+    data["types"]["jobsDetail"]["string"].append("Progress")  # int and string at once
+    with pytest.raises(TableError):
+        compile_table(data)
+
+
+# ------------------------------------------------------------------ envelope and JSON shapes
+
+
+def test_json_top_level_variants_normalize_alike() -> None:
+    job = {"JobId": "j1", "Progress": "5", "Operation": {"MediaResult": {"OutputFile": {"ObjectName": "a.mp4"}}}}
+    variants = [
+        {"EventName": "TaskFinish", "JobsDetail": job},
+        {"EventName": "TaskFinish", "JobsDetail": [job]},
+        {"Response": {"EventName": "TaskFinish", "JobsDetail": job}},
+    ]
+    outs = [normalize_document(json.dumps(v).encode()) for v in variants]
+    assert outs[0] == outs[1] == outs[2]
+    assert outs[0]["JobsDetail"][0]["Operation"]["MediaResult"]["OutputFile"]["ObjectName"] == ["a.mp4"]
+    assert outs[0]["JobsDetail"][0]["Progress"] == 5
+
+
+def test_json_empty_values_at_array_paths() -> None:
+    doc = normalize_document(
+        b'{"JobsDetail": {"JobId": "j1", "Operation": {"MediaResult": {"OutputFile": '
+        b'{"Md5Info": {}, "ObjectName": ["", "a"]}}}}}'
+    )
+    out = doc["JobsDetail"][0]["Operation"]["MediaResult"]["OutputFile"]
+    assert out == {"Md5Info": [], "ObjectName": ["a"]}
+
+
+def test_json_non_string_scalars() -> None:
+    doc = normalize_document(
+        b'{"JobsDetail": {"JobId": "j1", "Progress": 7, "Operation": {"JobLevel": 0, '
+        b'"Snapshot": {"IsCheckCount": true}}, "Unknown": 1.5, "Null": null}}'
+    )
+    job = doc["JobsDetail"][0]
+    assert job["Progress"] == 7 and job["Operation"]["JobLevel"] == 0
+    assert job["Operation"]["Snapshot"]["IsCheckCount"] is True
+    assert job["Unknown"] == 1.5 and job["Null"] is None
+
+
+def test_json_repeated_declared_scalar_keeps_first() -> None:
+    doc = normalize_document(b'{"JobsDetail": {"JobId": "j1", "Operation": {"JobLevel": ["0", "0"]}}}')
+    assert doc["JobsDetail"][0]["Operation"]["JobLevel"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"[1, 2]", UnexpectedDocumentError),
+        (b'"text"', MalformedDocumentError),
+        (b"<Other/>", UnexpectedDocumentError),
+        (b"<Response>just text</Response>", UnexpectedDocumentError),
+        (b"<Response><JobsDetail>x</JobsDetail></Response>", UnexpectedDocumentError),
+        (b"<Response><NonExistJobIds><Id>a</Id></NonExistJobIds></Response>", UnexpectedDocumentError),
+        (b'{"JobsDetail": "x"}', UnexpectedDocumentError),
+        (b'{"Error": {"Code": "AccessDenied"}}', UnexpectedDocumentError),
+        (b"", MalformedDocumentError),
+        (b"   \n  ", MalformedDocumentError),
+        (b"hello", MalformedDocumentError),
+        (b'{"a": NaN}', MalformedDocumentError),
+        (b'{"a": 1' + b"1" * 5000 + b"}", MalformedDocumentError),
+        (b"\xff\xfe<\x00", MalformedDocumentError),
+        (b'<?xml version="1.0" encoding="no-such-codec"?><Response/>', MalformedDocumentError),
+    ],
+)
+def test_bad_documents(body: bytes, error: type) -> None:
+    with pytest.raises(error):
+        normalize_document(body)
+
+
+def test_unexpected_root_carries_error_dict() -> None:
+    with pytest.raises(UnexpectedDocumentError) as info:
+        normalize_document(b"<Error><Code>NoSuchBucket</Code><Message>m</Message></Error>")
+    assert info.value.error == {"Code": "NoSuchBucket", "Message": "m", "RequestId": "", "TraceId": ""}
+
+
+def test_str_bytes_bom_and_declaration_inputs_agree() -> None:
+    xml = (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        "<Response><JobsDetail><JobId>j1</JobId><Message>完成</Message></JobsDetail></Response>"
+    )
+    a = normalize_document(xml)
+    b = normalize_document(xml.encode())
+    c = normalize_document(b"\xef\xbb\xbf" + xml.encode())
+    d = normalize_document(bytearray(xml.encode()))
+    assert a == b == c == d
+    assert a["JobsDetail"][0]["Message"] == "完成"
+
+
+def test_nonexistent_ids_split_and_dedupe() -> None:
+    doc = normalize_document(
+        b"<Response><NonExistJobIds> a,b ,,c\n d </NonExistJobIds><NonExistJobIds>b</NonExistJobIds></Response>"
+    )
+    assert doc["NonExistJobIds"] == ["a", "b", "c", "d"]
+    doc = normalize_document(b'{"NonExistJobIds": "x,y"}')
+    assert doc == {"JobsDetail": [], "NonExistJobIds": ["x", "y"]}
+
+
+def test_unknown_repair_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown repair"):
+        normalize_document(b"<Response/>", repair=("everything",))
+
+
+def test_repair_is_opt_in_and_named() -> None:
+    body = b"<Response>\n  <JobsDetail>\n    <JobId>j1</JobId>\n    </Message>\n  </JobsDetail>\n</Response>\n"
+    with pytest.raises(MalformedDocumentError):
+        normalize_document(body)
+    with pytest.raises(MalformedDocumentError):
+        normalize_document(body, repair=("unclosed-leaf-tag",))
+    assert normalize_document(body, repair=("stray-close-tag",))["JobsDetail"][0]["Message"] == ""
+    # a repair never applies to a different problem
+    other = b"<Response>\n  <JobsDetail>\n    <JobId>j1\n  </JobsDetail>\n</Response>\n"
+    with pytest.raises(MalformedDocumentError) as info:
+        normalize_document(other, repair=("stray-close-tag", "unclosed-leaf-tag"))
+    assert info.value.raw == other
+
+
+# ------------------------------------------------------------------ CLI
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Any:
+    """`cijobs normalize` configures structlog for the process (stderr); undo it."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def test_cli_prints_sorted_indented_json(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["normalize", os.path.join(FIXTURES, "Tts.xml")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    doc = json.loads(out)
+    assert doc["JobsDetail"][0]["Tag"] == "Tts"
+    assert out == json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def test_cli_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    body = "<Response><JobsDetail><JobId>j1</JobId><Message>完成</Message></JobsDetail></Response>".encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(body)))
+    assert main(["normalize", "-"]) == 0
+    out = capsys.readouterr().out
+    assert '"Message": "完成"' in out
+
+
+@pytest.mark.parametrize(
+    ("path", "needle"),
+    [
+        (os.path.join(FIXTURES, "seed-success.xml"), "MalformedDocumentError"),
+        (os.path.join(FIXTURES, "callback-Translation.json"), "line 27, column 9"),
+        (os.path.join(FIXTURES, "no-such-file.xml"), "cannot read"),
+    ],
+)
+def test_cli_errors_exit_2_with_one_line(path: str, needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["normalize", path]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert needle in captured.err and captured.err.count("\n") == 1
+
+
+def test_cli_forbidden_xml(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_bytes(b'<!DOCTYPE r [<!ENTITY a "aaaa">]><Response>&a;</Response>')
+    assert main(["normalize", str(bomb)]) == 2
+    err = capsys.readouterr().err
+    assert "ForbiddenXMLError" in err and err.count("\n") == 1
+
+
+def test_cli_repair_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["normalize", "--repair", "stray-close-tag", os.path.join(FIXTURES, "seed-running.xml")]) == 0
+    assert json.loads(capsys.readouterr().out)["JobsDetail"][0]["State"] == "Running"
+    assert main(["normalize", "--repair", "bogus", os.path.join(FIXTURES, "seed-running.xml")]) == 2
+
+
+def test_cli_drift_logs_go_to_stderr(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    scalars.reset_drift_log()
+    body = tmp_path / "drift.xml"
+    body.write_bytes(b"<Response><JobsDetail><JobId>j1</JobId><Progress>lots</Progress></JobsDetail></Response>")
+    assert main(["normalize", str(body)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["JobsDetail"][0]["Progress"] == "lots"
+    assert "schema_drift" in captured.err
