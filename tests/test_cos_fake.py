@@ -4,6 +4,7 @@ with injectable failures; used by the sink and pending tests. Its own behaviour 
 from __future__ import annotations
 
 import contextlib
+import io
 import random
 import re
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import requests
 import responses
+import structlog
 
+from cijobs import log
 from cijobs.cos import CosClient, CosError
 from cijobs.credentials import Credentials
 from cijobs.settings import Settings
@@ -23,6 +26,16 @@ from cijobs.signing import parse_authorization
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 HOST = f"{BUCKET}.cos.{REGION}.myqcloud.com"
 CREDS = Credentials("AKIDtest", "test-secret-key", None)
+
+
+@pytest.fixture(autouse=True)
+def log_stream() -> Iterator[io.StringIO]:
+    """Log to a private buffer (other tests may leave structlog bound to a closed capture stream)."""
+    saved = structlog.get_config()
+    stream = io.StringIO()
+    log.configure("debug", stream)
+    yield stream
+    structlog.configure(**saved)
 
 
 def _err(status: int, code: str) -> tuple[int, dict[str, str], str]:

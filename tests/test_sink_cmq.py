@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+import pytest
+import structlog
+
+from cijobs import log
 from cijobs.cmq_client import CmqError, CmqTarget
 from cijobs.credentials import Credentials
 from cijobs.http import Deadline
@@ -15,6 +20,17 @@ from cijobs.settings import Settings
 from cijobs.sinks import CmqSink, build_sinks, canonical_json
 from cijobs.sinks.cmq import topic_tags
 from cijobs.sinks.store import FileObjectStore
+
+
+@pytest.fixture(autouse=True)
+def log_stream() -> Iterator[io.StringIO]:
+    """Log to a private buffer (other tests may leave structlog bound to a closed capture stream)."""
+    saved = structlog.get_config()
+    stream = io.StringIO()
+    log.configure("debug", stream)
+    yield stream
+    structlog.configure(**saved)
+
 
 QUEUE = CmqTarget("queue", "ap-guangzhou", "results")
 TOPIC = CmqTarget("topic", "ap-guangzhou", "jobs")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 
+from cijobs import log
 from cijobs.cmq_client import DataflowCmqClient
 from cijobs.cos import CosClient
 from cijobs.credentials import Credentials
@@ -20,6 +23,16 @@ from cijobs.sinks import CmqSink, MultiSink, ObjectSink, build_sinks, canonical_
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 CREDS = Credentials("AKIDemu", "emu-secret-key", "emu-session-token")
+
+
+@pytest.fixture(autouse=True)
+def log_stream() -> Iterator[io.StringIO]:
+    """Log to a private buffer (other tests may leave structlog bound to a closed capture stream)."""
+    saved = structlog.get_config()
+    stream = io.StringIO()
+    log.configure("debug", stream)
+    yield stream
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +106,7 @@ def test_cos_sink_out_of_order_states(emu: Emulator) -> None:
     assert json.loads(stored.body) == job(1)
 
 
-def test_cos_sink_survives_injected_5xx_slowdown_and_resets(emu: Emulator) -> None:
+def test_cos_sink_survives_injected_5xx_slowdown_and_resets(emu: Emulator, log_stream: io.StringIO) -> None:
     emu.faults.cos.fail_rate = 0.2
     emu.faults.cos.slowdown_rate = 0.2
     emu.faults.cos.reset_after_rate = 0.2  # processed, then the connection dies: retry sees 409 → HEAD
@@ -106,6 +119,9 @@ def test_cos_sink_survives_injected_5xx_slowdown_and_resets(emu: Emulator) -> No
     injected = emu.faults.injected
     assert injected.get("cos.fail", 0) > 0 and injected.get("cos.slowdown", 0) > 0
     assert injected.get("cos.reset_after", 0) > 0
+    logged = log_stream.getvalue()
+    assert '"event": "cos_retry"' in logged
+    assert CREDS.secret_key not in logged and str(CREDS.token) not in logged and "q-signature" not in logged
 
 
 def test_cos_sink_persistent_failure_then_retry_completes(emu: Emulator) -> None:

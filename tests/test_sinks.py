@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -10,7 +11,9 @@ from typing import Any, Optional
 
 import pytest
 import requests
+import structlog
 
+from cijobs import log
 from cijobs.cos import InvalidKeyError, parse_cos_url
 from cijobs.http import Deadline
 from cijobs.models import ErrorInfo
@@ -18,6 +21,17 @@ from cijobs.settings import Settings
 from cijobs.sinks import KeyLayout, MultiSink, ObjectSink, SinkConfigError, WriteResult, build_sinks, canonical_json
 from cijobs.sinks.store import CosObjectStore, FileObjectStore
 from test_cos_fake import BUCKET, CREDS, REGION, FakeCos, make_client, serve_fake_cos
+
+
+@pytest.fixture(autouse=True)
+def log_stream() -> Iterator[io.StringIO]:
+    """Log to a private buffer (other tests may leave structlog bound to a closed capture stream)."""
+    saved = structlog.get_config()
+    stream = io.StringIO()
+    log.configure("debug", stream)
+    yield stream
+    structlog.configure(**saved)
+
 
 JOB_ID = "j8d121820f5e411ec926ef19d53ba9c6f"
 
@@ -89,13 +103,16 @@ def test_file_sink_refuses_non_terminal_and_bad_ids_without_stopping_others(tmp_
     assert files(tmp_path) == [f"Transcode/{other}.json"]
 
 
-def test_file_sink_second_different_result(tmp_path: Path) -> None:
+def test_file_sink_second_different_result(tmp_path: Path, log_stream: io.StringIO) -> None:
     sink = file_sink(tmp_path)
     sink.write([job(Progress=100)])
     stored = (tmp_path / "Transcode" / f"{JOB_ID}.json").read_bytes()
-    # same state, CI changed the document: first write kept, reported as already written
+    # same state, CI changed the document: first write kept, reported as already written, with a warning
     [r] = sink.write([job(Progress=100, NewField="x")])
     assert r.ok and r.already
+    events = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    [differs] = [e for e in events if e["event"] == "result_differs"]
+    assert differs["level"] == "warning" and differs["job_id"] == JOB_ID and differs["kept"] == "first"
     # a different terminal state for the same key: refused, not retryable, nothing overwritten
     [r] = sink.write([job(state="Failed")])
     assert not r.ok and r.error is not None and r.error.code == "ConflictingResult" and not r.retryable
