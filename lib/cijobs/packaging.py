@@ -92,8 +92,7 @@ def read_requirements(pyproject_text: str, extras: Sequence[str] = ()) -> list[R
     """The runtime pins, plus those of ``extras`` (e.g. ``cmq-api``), minus deploy-only packages."""
     reqs = _pins(_array(pyproject_text, "dependencies"))
     for extra in extras:
-        reqs += _pins(_array(pyproject_text, f'"{extra}"') if f'"{extra}"' in pyproject_text
-                      else _array(pyproject_text, extra))
+        reqs += _pins(_array(pyproject_text, extra))
     seen: dict[str, Requirement] = {}
     for r in reqs:
         if r.key in NEVER_PACKAGED:
