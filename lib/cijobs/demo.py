@@ -12,8 +12,11 @@ SCF handler on ``events/*.json``) can be appended without touching ``main()``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TextIO
 
@@ -79,7 +82,84 @@ def query_step(ctx: DemoContext) -> int:
     return 1 if result.failed else 0
 
 
-STEPS: list[Step] = [query_step]
+# The sample events in events/, in the order the handler step runs them, and the job the callbacks name.
+EVENT_SEQUENCE = (
+    "function-url-track.json", "timer.json", "timer.json", "apigw-get-jobs.json", "function-url-callback.json",
+    "apigw-callback-taskfinish.json", "cmq-topic.json", "ckafka.json", "direct.json",
+)
+CALLBACK_JOB = ("j035aca66f86211ec8a5a87e016101404", "Transcode", "Success")
+DEMO_API_TOKEN = "demo-api-token"  # the token the sample HTTP events carry
+
+
+def _events_dir() -> str:
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "events"))
+
+
+def _describe(response: Any) -> str:
+    if isinstance(response, dict) and "statusCode" in response:
+        body = json.loads(response["body"])
+        counts = body.get("Counts")
+        if counts is None and "JobsDetail" in body:
+            counts = {"found": len(body["JobsDetail"]), "nonexistent": len(body.get("NonExistJobIds", [])),
+                      "failed": len(body.get("Failed", []))}
+        return f"HTTP {response['statusCode']} " + json.dumps(counts, separators=(",", ":"))
+    counts = response.get("Counts", {}) if isinstance(response, dict) else {}
+    return "summary " + json.dumps(counts, separators=(",", ":"))
+
+
+def handler_step(ctx: DemoContext) -> int:
+    """Run main_handler (handler/index.py) on every sample event in events/ against the emulator."""
+    from .cli.invoke import fake_context, load_handler
+
+    events_dir = _events_dir()
+    if not os.path.isdir(events_dir):
+        ctx.say(f"no events/ directory at {events_dir}; skipping the handler step")
+        return 0
+    if not ctx.emu.ci.jobs:
+        seed_jobs(ctx.emu)
+    job_id, tag, state = CALLBACK_JOB
+    ctx.emu.ci.add_job(job_id, tag=tag, state=state)
+    work = tempfile.mkdtemp(prefix="cijobs-demo-")
+    env = {**ctx.env, "RESULT_SINK": f"file://{work}/results", "PENDING_STORE": f"file://{work}/pending",
+           "API_TOKEN": DEMO_API_TOKEN, "LOG_LEVEL": "warning"}
+    ctx.say(f"main_handler on events/*.json (RESULT_SINK=file://{work}/results, PENDING_STORE=file://{work}/pending)")
+    status = 0
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # the app logs to stdout on SCF; keep the demo readable
+            handler = load_handler()
+        for n, name in enumerate(EVENT_SEQUENCE, 1):
+            if name == "timer.json" and EVENT_SEQUENCE[:n - 1].count("timer.json") == 1:
+                for jid, _tag, st in SAMPLE_JOBS:  # the running jobs finish between the two ticks
+                    if st not in ("Success", "Failed", "Cancel"):
+                        ctx.emu.ci.set_state(jid, "Success")
+                ctx.say("the emulator finishes the running jobs; next timer tick:")
+            with open(os.path.join(events_dir, name), encoding="utf-8") as fh:
+                event = json.load(fh)
+            try:
+                with contextlib.redirect_stdout(sys.stderr):
+                    response = handler(event, fake_context(30000, f"demo-{n:02d}"))
+            except Exception as exc:
+                ctx.say(f"  events/{name:32} raised {type(exc).__name__}: {exc}")
+                status = 1
+                continue
+            if isinstance(response, dict) and response.get("statusCode", 200) >= 400:
+                status = 1
+            ctx.say(f"  events/{name:32} {_describe(response)}")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    results = sorted(os.path.relpath(os.path.join(d, f), work) for d, _, files in os.walk(os.path.join(work, "results"))
+                     for f in files)
+    left = sorted(f for _d, _s, files in os.walk(os.path.join(work, "pending")) for f in files)
+    ctx.say(f"written ({len(results)}): " + ", ".join(results))
+    ctx.say(f"still pending: {len(left)}")
+    ctx.results["handler"] = {"written": results, "pending": left}
+    return status
+
+
+STEPS: list[Step] = [query_step, handler_step]
 
 
 def main(argv: Optional[list[str]] = None, out: TextIO = sys.stdout) -> int:
