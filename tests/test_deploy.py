@@ -352,5 +352,5 @@ def test_cli_deploys_through_the_sdk(deploy_dir: Any, monkeypatch: pytest.Monkey
     assert code == 0, out
     assert fake.actions()[:2] == ["GetFunction", "CreateFunction"]
     assert "created default/cijobs" in out
-    assert "?token=<API_TOKEN>" in out and API_TOKEN not in out
+    assert "tencentscf.com/callbacks/ci?token=<API_TOKEN>" in out and API_TOKEN not in out
     assert all("X-TC-Token" not in h for _, _, h in fake.calls)  # no session token given → none sent

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{verb} {spec.namespace}/{spec.name} in {region}: {', '.join(result.actions)}")
     if spec.function_url is not None:
         if result.function_url:
-            print(f"function URL: {result.function_url}  (CI callback URL: {result.function_url}?token=<API_TOKEN>)")
+            print(f"function URL: {result.function_url}\n"
+                  f"CI callback URL: {result.function_url}/callbacks/ci?token=<API_TOKEN>")
         else:
             print("function URL: see the function's 函数 URL / Function URL tab in the SCF console")
     return EXIT_OK
