@@ -4,3 +4,18 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 sys.path.insert(0, os.path.join(ROOT, "lib"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging():
+    """Each test starts with logging to the current stdout and no bound context."""
+    from cijobs import log
+
+    log.configure("debug")
+    log.bind_invocation()
+    yield
+    log.configure("debug")
+    log.bind_invocation()

@@ -9,7 +9,6 @@ redaction processor replaces wherever they appear in an event.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Optional, TextIO
@@ -78,7 +77,9 @@ def configure(level: str = "info", stream: Optional[TextIO] = None) -> None:
     structlog.configure(
         processors=processors(),
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        # Without an explicit stream, resolve sys.stdout at each logger creation
+        # (not once here), so a replaced stdout (tests, CLI redirection) is honoured.
+        logger_factory=structlog.PrintLoggerFactory(stream) if stream else structlog.PrintLoggerFactory(),
         cache_logger_on_first_use=False,
     )
 
