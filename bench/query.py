@@ -1,0 +1,171 @@
+"""Benchmark: querying N job IDs through JobClient vs the official COS SDK, against the emulator.
+
+Not a test. Starts ``python -m cijobs emulator --latency-ms L --auto-jobs`` in
+its own process (every well-formed ID exists), then times, in the same run:
+
+* ours: ``JobClient.query(ids)`` (10 IDs a request, CI_CONCURRENCY in parallel, pooled keep-alive);
+* the network floor: ceil(N/10) / concurrency x latency;
+* the official SDK (cos-python-sdk-v5) ``CosS3Client.ci_get_media_jobs`` called once per ID, as a
+  typical user loop would;
+* the same SDK method with 10 comma-joined IDs per call, sequentially.
+
+The SDK is pointed at the emulator with its own options: ``IP``/``Port``/``Scheme=http`` make it
+connect to 127.0.0.1, and ``Endpoint="ci.<region>.myqcloud.com"`` makes the Host header it sends
+and signs (``CosConfig.get_host``, used whenever ``IP`` is set) the canonical
+``<bucket>.ci.<region>.myqcloud.com``. No wrapping of its session is needed.
+
+Usage: python bench/query.py [--n 1000] [--latency-ms 20] [--concurrency 16] [--sdk-per-id-n N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "lib"))
+
+from cijobs import log  # noqa: E402
+from cijobs.ci_client import JobClient  # noqa: E402
+from cijobs.credentials import Credentials  # noqa: E402
+from cijobs.settings import Settings  # noqa: E402
+
+BUCKET = "examplebucket-1250000000"
+REGION = "ap-guangzhou"
+SECRET_ID = "AKIDbenchQUERY"
+SECRET_KEY = "bench-secret-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_emulator(port: int, latency_ms: float) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "cijobs", "emulator", "--port", str(port), "--latency-ms", str(latency_ms),
+           "--auto-jobs", "--secret-id", SECRET_ID, "--secret-key", SECRET_KEY]
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib"))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(f"emulator exited with {proc.returncode}: {' '.join(cmd)}") from None
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("emulator did not start within 15 s")
+
+
+def job_ids(n: int) -> list[str]:
+    return [f"j{i:032x}" for i in range(1, n + 1)]
+
+
+def skip_normalize(body: bytes) -> dict[str, Any]:
+    """Transport-only variant: IDs taken from the body without normalizing it (to split the cost)."""
+    ids = re.findall(rb"<JobId>([0-9a-z]+)</JobId>", body)
+    return {"JobsDetail": [{"JobId": i.decode()} for i in ids], "NonExistJobIds": []}
+
+
+def run_ours(url: str, ids: list[str], concurrency: int, repeats: int,
+             normalize: Any = None) -> tuple[list[float], list[float]]:
+    settings = Settings(ci_bucket=BUCKET, ci_region=REGION, ci_endpoint=url, ci_concurrency=concurrency)
+    creds = Credentials(SECRET_ID, SECRET_KEY)
+    client = JobClient(settings, credentials=lambda: creds, normalize=normalize)
+    times, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = client.query(ids)
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        if result.failed or len(result.jobs) != len(ids):
+            raise SystemExit(f"ours: {len(result.jobs)} found, {len(result.failed)} failed")
+    return times, cpu
+
+
+def sdk_client(port: int) -> Any:
+    from qcloud_cos import CosConfig, CosS3Client
+
+    conf = CosConfig(Region=REGION, SecretId=SECRET_ID, SecretKey=SECRET_KEY, Scheme="http",
+                     Endpoint=f"ci.{REGION}.myqcloud.com", IP="127.0.0.1", Port=port)
+    return CosS3Client(conf)
+
+
+def run_sdk(client: Any, calls: list[str]) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    found = 0
+    for ids in calls:
+        data = client.ci_get_media_jobs(Bucket=BUCKET, JobIDs=ids)
+        found += len(data.get("JobsDetail") or [])
+    return time.perf_counter() - t0, found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5, help="runs of ours (median reported)")
+    parser.add_argument("--sdk-per-id-n", type=int, default=None,
+                        help="IDs for the per-ID SDK loop (default: all N; fewer = extrapolated linearly)")
+    args = parser.parse_args()
+    log.configure("error", stream=sys.stderr)
+
+    port = free_port()
+    proc = start_emulator(port, args.latency_ms)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        ids = job_ids(args.n)
+        n_requests = math.ceil(args.n / 10)
+        floor_s = n_requests / args.concurrency * args.latency_ms / 1000
+        waves_s = math.ceil(n_requests / args.concurrency) * args.latency_ms / 1000
+
+        ours, ours_cpu = run_ours(url, ids, args.concurrency, args.repeats)
+        ours_s = statistics.median(ours)
+        bare, bare_cpu = run_ours(url, ids, args.concurrency, args.repeats, normalize=skip_normalize)
+        bare_s = statistics.median(bare)
+
+        sdk = sdk_client(port)
+        per_id_n = min(args.n, args.sdk_per_id_n or args.n)
+        per_id_s, per_id_found = run_sdk(sdk, ids[:per_id_n])
+        per_id_total_s = per_id_s * args.n / per_id_n
+        ten_calls = [",".join(ids[i:i + 10]) for i in range(0, args.n, 10)]
+        ten_s, ten_found = run_sdk(sdk, ten_calls)
+        if per_id_found != per_id_n or ten_found != args.n:
+            raise SystemExit(f"SDK found {per_id_found}/{per_id_n} per ID, {ten_found}/{args.n} ten per call")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+    print(f"query {args.n} job IDs, emulator latency {args.latency_ms:g} ms/request (own process), "
+          f"concurrency {args.concurrency}, python {sys.version.split()[0]}")
+    print(f"  ours  JobClient.query            {ours_s * 1000:9.1f} ms  (median of {len(ours)}: "
+          f"{', '.join(f'{t * 1000:.0f}' for t in ours)} ms; client CPU {statistics.median(ours_cpu) * 1000:.0f} ms)")
+    print(f"  ours  same, normalizer skipped   {bare_s * 1000:9.1f} ms  (transport only; "
+          f"client CPU {statistics.median(bare_cpu) * 1000:.0f} ms)")
+    print(f"  floor ceil(N/10)/conc x latency  {floor_s * 1000:9.1f} ms  "
+          f"({n_requests} requests; in whole waves: {waves_s * 1000:.0f} ms)")
+    extrap = "" if per_id_n == args.n else f" (measured {per_id_n} IDs: {per_id_s * 1000:.0f} ms, scaled)"
+    print(f"  SDK   ci_get_media_jobs per ID   {per_id_total_s * 1000:9.1f} ms{extrap}")
+    print(f"  SDK   ci_get_media_jobs 10/call  {ten_s * 1000:9.1f} ms  ({len(ten_calls)} sequential calls)")
+    print("ratios")
+    print(f"  ours / floor                     {ours_s / floor_s:9.2f}x  (target <= 1.5x)")
+    print(f"  ours transport-only / floor      {bare_s / floor_s:9.2f}x")
+    print(f"  SDK per-ID / ours                {per_id_total_s / ours_s:9.1f}x  (target >= 100x)")
+    print(f"  SDK 10-per-call / ours           {ten_s / ours_s:9.1f}x  (target >= 10x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
