@@ -187,6 +187,8 @@ class JobClient:
             if not self._policy.should_retry(attempt, deadline, delay):
                 return outcome
             self._sleep(delay)
+            if deadline.expired():
+                return outcome
 
     def _attempt(
         self, url: str, headers: dict[str, str], ids: list[str], signer: CosSigner, deadline: Deadline, attempt: int
