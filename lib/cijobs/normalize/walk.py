@@ -17,7 +17,7 @@ from typing import Any, Optional
 from xml.etree.ElementTree import Element
 
 from .errors import DocumentTooDeepError
-from .scalars import OBJECT, convert, report_drift
+from .scalars import OBJECT, STRING, convert, report_drift
 from .table import Spec, Trie
 
 TEXT_KEY = "#text"
@@ -31,13 +31,6 @@ def _too_deep(limit: int) -> DocumentTooDeepError:
 # --------------------------------------------------------------------------- XML
 
 
-def _xml_is_empty(elem: Element) -> bool:
-    if len(elem) or elem.attrib:
-        return False
-    text = elem.text
-    return not text or text.isspace()
-
-
 def xml_value(elem: Element, spec: Optional[Spec], path: str, depth: int, max_depth: int) -> Any:
     """Value of one element. ``spec`` is its table entry (None = unknown subtree)."""
     if depth > max_depth:
@@ -45,9 +38,7 @@ def xml_value(elem: Element, spec: Optional[Spec], path: str, depth: int, max_de
     text = elem.text
     text = text.strip() if text else ""
     if not len(elem) and not elem.attrib:
-        if spec is None:
-            return text
-        return convert(spec[1], text, path)
+        return text if spec is None else convert(spec[1], text, path)
 
     out: dict[str, Any] = {}
     for key, value in elem.attrib.items():
@@ -58,13 +49,20 @@ def xml_value(elem: Element, spec: Optional[Spec], path: str, depth: int, max_de
     if spec is not None and spec[1] not in (None, OBJECT):
         report_drift(path, f"container where a {spec[1]} was expected")
     child_depth = depth + 1
+    if child_depth > max_depth:
+        raise _too_deep(max_depth)
     for child in elem:
         tag = child.tag
-        if not isinstance(tag, str):  # comments / processing instructions never reach here; be safe
+        if not isinstance(tag, str):  # comments / processing instructions: never produced by XMLParser
             continue
+        leaf = not len(child) and not child.attrib  # hot path: leaves handled inline, no call
+        if leaf:
+            value = child.text
+            value = value.strip() if value else ""
         cspec = trie.get(tag) if trie is not None else None
         if cspec is None:
-            value = xml_value(child, None, "", child_depth, max_depth)
+            if not leaf:
+                value = xml_value(child, None, "", child_depth, max_depth)
             if tag in out:
                 existing = out[tag]
                 if isinstance(existing, list):
@@ -74,17 +72,24 @@ def xml_value(elem: Element, spec: Optional[Spec], path: str, depth: int, max_de
             else:
                 out[tag] = value
             continue
-        cpath = f"{path}.{tag}" if path else tag
+        kind = cspec[1]
         if cspec[0]:
             items = out.get(tag)
             if items is None:
                 items = out[tag] = []
-            if not _xml_is_empty(child):
-                items.append(xml_value(child, cspec, cpath, child_depth, max_depth))
+            if leaf:
+                if value:  # an empty occurrence adds nothing: <Md5Info/> -> []
+                    items.append(value if kind is None or kind == STRING else convert(kind, value, f"{path}.{tag}"))
+            else:
+                items.append(xml_value(child, cspec, f"{path}.{tag}" if path else tag, child_depth, max_depth))
         elif tag in out:
-            report_drift(cpath, "repeated single element, first kept")
+            report_drift(f"{path}.{tag}" if path else tag, "repeated single element, first kept")
+        elif leaf:
+            if kind is not None and kind != STRING:
+                value = convert(kind, value, f"{path}.{tag}" if path else tag)
+            out[tag] = value
         else:
-            out[tag] = xml_value(child, cspec, cpath, child_depth, max_depth)
+            out[tag] = xml_value(child, cspec, f"{path}.{tag}" if path else tag, child_depth, max_depth)
     return out
 
 
