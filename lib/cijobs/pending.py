@@ -153,6 +153,7 @@ class PendingStore:
                                      state or existing.last_state, existing.source, existing.attempts + 1)
             self.store.put(key, entry.encode(), "application/json", {"jobid": job_id}, deadline)
         except StoreError as exc:
+            self._log.warning("pending_update_failed", job_id=job_id, code=exc.code, retryable=exc.retryable)
             return WriteResult.from_error(job_id, state, exc.to_error_info(), exc.retryable)
         return None
 
@@ -164,6 +165,7 @@ class PendingStore:
             except ValueError as exc:
                 return WriteResult.failed(job_id, None, "InvalidJobId", str(exc), retryable=False)
             except StoreError as exc:
+                self._log.warning("pending_remove_failed", job_id=job_id, code=exc.code, retryable=exc.retryable)
                 return WriteResult.from_error(job_id, None, exc.to_error_info(), exc.retryable)
             return None
 
