@@ -124,3 +124,11 @@ def test_secrets_are_registered_per_invocation(logs):
     probe = next(x for x in lines(logs) if x["event"] == "probe")
     assert "app-secret-key-xyz" not in probe["text"] and "app-session-token-xyz" not in probe["text"]
     assert "app-api-token" not in probe["text"]
+
+
+def test_malformed_http_event_is_answered_400(logs):
+    app, *_rest = make()
+    resp = app({"httpMethod": "POST", "path": "/jobs/track", "headers": "not-a-dict"}, {})
+    assert resp["statusCode"] == 400 and "headers" in json.loads(resp["body"])["Error"]["Message"]
+    with pytest.raises(EventError):
+        app({"Records": [{"CMQ": {"msgBody": "x"}}], "Type": "Timer", "Message": 5}, {})

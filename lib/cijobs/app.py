@@ -82,6 +82,9 @@ class App:
             raise
         except EventError as exc:  # a known shape with a malformed field
             self.log.error("bad_event", error=str(exc), field=exc.field)
+            if isinstance(event, Mapping) and "httpMethod" in event:  # a caller is waiting: answer 400
+                self._summary_line("http", Outcomes(), started, status_code=400, error=str(exc))
+                return error(400, "BadRequest", str(exc)).to_event_response()
             self._summary_line("unknown", Outcomes(), started, error=str(exc))
             raise
         log.bind(trigger=ev.kind)
