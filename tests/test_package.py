@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from cijobs.packaging import (
+    DEV_ONLY,
     NEVER_PACKAGED,
     PackageReport,
     PackagingError,
@@ -89,9 +91,56 @@ def test_zip_imports_in_a_clean_interpreter(built: PackageReport, tmp_path: Any)
     assert proc.stdout.strip() == "ok"
 
 
-def test_build_is_reproducible(built: PackageReport, tmp_path: Any) -> None:
-    again = build_package(str(tmp_path / "again.zip"), cache=CACHE)
-    assert again.sha256 == built.sha256 and again.size == built.size
+def test_every_packaged_module_imports_without_the_dev_only_parts(built: PackageReport, tmp_path: Any) -> None:
+    with zipfile.ZipFile(built.path) as zf:
+        names = zf.namelist()
+    assert not [n for n in names if n.startswith(DEV_ONLY)]
+    modules = sorted(n[:-3].replace("/", ".").removesuffix(".__init__") for n in names
+                     if n.startswith("cijobs/") and n.endswith(".py"))
+    assert "cijobs.app" in modules and "cijobs.normalize" in modules
+    code = (
+        "import sys, importlib; sys.path.insert(0, sys.argv[1]); "
+        "[importlib.import_module(m) for m in sys.argv[2:]]; "
+        "assert not [m for m in sys.modules if m.startswith(('cijobs.emulator', 'cijobs.deploy', 'cijobs.cli'))]; "
+        "print(len(sys.argv) - 2)"
+    )
+    proc = subprocess.run([sys.executable, "-I", "-c", code, built.path, *modules], capture_output=True, text=True,
+                          cwd=str(tmp_path), timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(len(modules))
+
+
+def test_handler_runs_a_timer_tick_from_the_zip(built: PackageReport, tmp_path: Any) -> None:
+    """index.main_handler builds the app and answers a timer event using only what the zip holds."""
+    event = {"Type": "Timer", "TriggerName": "poll-pending", "Time": "2026-01-01T00:00:00Z", "Message": "poll-pending"}
+    code = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]); import index; "
+        "out = index.main_handler(json.loads(sys.argv[2]), {'request_id': 'r-1', 'time_limit_in_ms': 10000}); "
+        "print(json.dumps(out))"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou",
+           "RESULT_SINK": f"file://{tmp_path}/results", "PENDING_STORE": f"file://{tmp_path}/pending",
+           "LOG_LEVEL": "info"}
+    proc = subprocess.run([sys.executable, "-I", "-c", code, built.path, json.dumps(event)], capture_output=True,
+                          text=True, cwd=str(tmp_path), timeout=60, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert json.loads(lines[-1])["Trigger"] == "timer"
+    assert any('"invocation_summary"' in line for line in lines[:-1])
+
+
+def test_build_is_reproducible(tmp_path: Any) -> None:
+    """Same inputs, same bytes (a frozen copy of the sources: others may be editing the checkout)."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(os.path.join(ROOT, "lib", "cijobs"), src / "lib" / "cijobs",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(os.path.join(ROOT, "handler"), src / "handler", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(os.path.join(ROOT, "pyproject.toml"), src / "pyproject.toml")
+    first = build_package(str(tmp_path / "first.zip"), root=str(src), cache=CACHE)
+    again = build_package(str(tmp_path / "again.zip"), root=str(src), cache=CACHE)
+    assert again.sha256 == first.sha256 and again.size == first.size
 
 
 def test_missing_wheel_is_a_clear_error(tmp_path: Any) -> None:

@@ -1,7 +1,8 @@
 """Build the SCF code package ``dist/cijobs.zip`` (``make package``).
 
 Contents: ``index.py`` at the zip root (from ``handler/index.py``), the
-``cijobs`` package with its data files, and the runtime dependencies pinned in
+``cijobs`` package with its data files (minus the developer-only parts in
+:data:`DEV_ONLY`: emulator, deploy, CLI, demo), and the runtime dependencies pinned in
 ``pyproject.toml``, unpacked from **pure-Python wheels** (``py3-none-any``) so
 that one zip runs on SCF's Python 3.9/3.10 and on 3.11 here. The Tencent
 SDKs are added only when the configuration needs them (``CMQ_MODE=api``);
@@ -38,6 +39,10 @@ _SKIP_DIRS = ("__pycache__", "tests", "test")
 # Files several wheels ship with different content (each Tencent SDK wheel carries its own
 # tencentcloud/__init__.py with its version); the first wheel in name order wins, i.e. -common.
 SHARED_FILES = frozenset({"tencentcloud/__init__.py"})
+# Parts of cijobs that never run in SCF (developer tools, test infrastructure): left out of the zip.
+# A test imports every module that stays, so nothing left in may depend on these.
+DEV_ONLY = ("cijobs/emulator/", "cijobs/deploy/", "cijobs/cli/", "cijobs/demo.py", "cijobs/packaging.py",
+            "cijobs/__main__.py")
 
 
 class PackagingError(RuntimeError):
@@ -173,7 +178,9 @@ def _keep_wheel_entry(name: str) -> bool:
 
 def _keep_source(rel: str) -> bool:
     parts = rel.split(os.sep)
-    return not any(p == "__pycache__" for p in parts) and not rel.endswith((".pyc", ".pyo"))
+    if any(p == "__pycache__" for p in parts) or rel.endswith((".pyc", ".pyo")):
+        return False
+    return not "/".join(parts).startswith(DEV_ONLY)
 
 
 def collect_entries(root: str, wheels: dict[str, str]) -> dict[str, bytes]:
