@@ -121,3 +121,45 @@ def test_declared_arrays_are_always_lists(body: str) -> None:
                 assert item["Fps"] == 25.0 if key == "Video" else True
         assert job["JobId"] == "j1"
     assert json.dumps(doc, sort_keys=True) == json.dumps(normalize_document(body.encode()), sort_keys=True)
+
+
+_JSON_KEYS = st.sampled_from(
+    [
+        "JobsDetail",
+        "NonExistJobIds",
+        "EventName",
+        "Response",
+        "Operation",
+        "MediaResult",
+        "OutputFile",
+        "Md5Info",
+        "ObjectName",
+        "JobLevel",
+        "Progress",
+        "CreationTime",
+        "MediaInfo",
+        "Stream",
+        "Audio",
+        "WorkflowExecution",
+        "Tasks",
+        "CreateTime",
+        "Other",
+    ]
+)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_JSON_KEYS, children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_JSON_KEYS, _JSON, max_size=5))
+def test_arbitrary_json_structures_give_a_dict_or_a_normalize_error(value: dict[str, Any]) -> None:
+    body = json.dumps(value).encode()
+    first = _outcome(body)
+    assert first == _outcome(body)
+    if first[0] == "ok":
+        doc = json.loads(first[1])
+        assert isinstance(doc["JobsDetail"], list) and isinstance(doc["NonExistJobIds"], list)
+        assert all(isinstance(i, str) and i for i in doc["NonExistJobIds"])
