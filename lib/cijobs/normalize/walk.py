@@ -41,13 +41,14 @@ def xml_value(elem: Element, spec: Optional[Spec], path: str, depth: int, max_de
         return text if spec is None else convert(spec[1], text, path)
 
     out: dict[str, Any] = {}
-    for key, value in elem.attrib.items():
-        out[ATTR_PREFIX + key] = value
+    for key, attr_value in elem.attrib.items():
+        out[ATTR_PREFIX + key] = attr_value
     if text:
         out[TEXT_KEY] = text
     trie: Optional[Trie] = spec[2] if spec is not None else None
     if spec is not None and spec[1] not in (None, OBJECT):
         report_drift(path, f"container where a {spec[1]} was expected")
+    value: Any = None
     child_depth = depth + 1
     if child_depth > max_depth:
         raise _too_deep(max_depth)
@@ -57,8 +58,8 @@ def xml_value(elem: Element, spec: Optional[Spec], path: str, depth: int, max_de
             continue
         leaf = not len(child) and not child.attrib  # hot path: leaves handled inline, no call
         if leaf:
-            value = child.text
-            value = value.strip() if value else ""
+            child_text = child.text
+            value = child_text.strip() if child_text else ""
         cspec = trie.get(tag) if trie is not None else None
         if cspec is None:
             if not leaf:
