@@ -429,7 +429,7 @@ def test_one_log_event_per_request_without_secrets() -> None:
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     reqs = [e for e in events if e["event"] == "ci.request"]
     assert [(e["attempt"], e["status"], e["batch_size"]) for e in reqs] == [(1, 500, 1), (2, 200, 1)]
-    assert reqs[1]["request_id"] == "r2" and isinstance(reqs[1]["duration_ms"], float)
+    assert reqs[1]["ci_request_id"] == "r2" and isinstance(reqs[1]["duration_ms"], float)
     text = stream.getvalue()
     assert "super-secret" not in text and "q-signature" not in text and "Authorization" not in text
 

@@ -267,7 +267,7 @@ class JobClient:
         self, started: float, fields: dict[str, Any], *, status: Optional[int], request_id: Optional[str],
         error: Optional[str],
     ) -> None:
-        event = dict(fields, status=status, request_id=request_id,
+        event = dict(fields, status=status, ci_request_id=request_id,
                      duration_ms=round((time.monotonic() - started) * 1000, 1))
         if error:
             self._log.warning("ci.request", error=error, **event)
