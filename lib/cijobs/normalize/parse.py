@@ -6,8 +6,9 @@ Every failure becomes a ``NormalizeError`` subclass carrying the raw body.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Union
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element, ParseError, XMLParser
 
 import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
@@ -59,7 +60,47 @@ def _line_col(raw: bytes, offset: int) -> tuple[int, int]:
     return line, offset - (before.rfind(b"\n") + 1)
 
 
+# A DTD is the only place where entities (billion laughs, quadratic blowup,
+# external entities, DTD retrieval) can be declared, and it must start with
+# "<!DOCTYPE" (XML is case-sensitive). A strictly UTF-8 document that contains
+# neither marker cannot declare an entity, so it is parsed by the C expat
+# builder (~4x faster than defusedxml's pure-Python tree builder); anything
+# else, and any document the fast parser rejects, goes through defusedxml,
+# which refuses the forbidden constructs and reports the canonical error.
+_DTD_MARKERS = ("<!DOCTYPE", "<!ENTITY")
+_ENCODING_DECL = re.compile(r"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
+
+
+def _dtd_free_text(raw: bytes) -> Union[str, None]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if any(marker in text for marker in _DTD_MARKERS):
+        return None
+    declared = _ENCODING_DECL.match(text)
+    if declared and declared.group(1).lower() not in ("utf-8", "utf8"):
+        return None  # a declared non-UTF-8 encoding is defusedxml's (and expat's) to judge
+    return text
+
+
+def _fast_parse(raw: bytes) -> Union[Element, None]:
+    text = _dtd_free_text(raw)
+    if text is None:
+        return None
+    parser = XMLParser()  # noqa: S314 - DTD-free by construction (see above); fed str, expat reads UTF-8
+    try:
+        parser.feed(text)
+        root: Element = parser.close()
+    except (ParseError, ValueError, LookupError):
+        return None  # let the defusedxml path produce the canonical error
+    return root
+
+
 def parse_xml(raw: bytes) -> Element:
+    fast = _fast_parse(raw)
+    if fast is not None:
+        return fast
     try:
         root: Element = safe_et.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
