@@ -53,18 +53,21 @@ def test_add_keeps_first_seen_and_source(store: ObjectStore) -> None:
     assert reg.add(IDS[:3], now=200.0, source="timer", state="Running") == []
     entries = {e.job_id: e for e in reg.list()}
     assert set(entries) == set(IDS[:3])
-    e0 = entries[IDS[0]]
-    assert (e0.first_seen, e0.last_seen, e0.last_state, e0.source, e0.attempts) == (100.0, 200.0, "Running",
-                                                                                     "callback", 2)
-    assert entries[IDS[2]].first_seen == 200.0 and entries[IDS[2]].source == "timer"
+    e0 = reg.get(IDS[0])  # written once: the second add changed nothing
+    assert e0 is not None
+    assert (e0.first_seen, e0.last_seen, e0.last_state, e0.source, e0.attempts) == (100.0, 100.0, "Submitted",
+                                                                                     "callback", 1)
+    e2 = reg.get(IDS[2])
+    assert e2 is not None and e2.first_seen == 200.0 and e2.source == "timer"
+    assert entries[IDS[0]].first_seen <= entries[IDS[2]].first_seen
 
 
 def test_update_and_remove(store: ObjectStore) -> None:
     reg = PendingStore(store)
     reg.add(IDS[:2], now=10.0, source="http")
     assert reg.update(IDS[0], "Running", now=50.0) is None
-    e = reg.get(IDS[0])
-    assert e is not None and (e.first_seen, e.last_seen, e.last_state, e.attempts) == (10.0, 50.0, "Running", 2)
+    e = reg.get(IDS[0])  # not rewritten: FirstSeen (and the object's LastModified) stay
+    assert e is not None and (e.first_seen, e.last_seen, e.last_state, e.attempts) == (10.0, 10.0, None, 1)
     assert reg.update(IDS[4], "Pause", now=60.0) is None  # unknown → created
     assert reg.get(IDS[4]) is not None
     assert reg.remove([IDS[0], IDS[0], IDS[3]]) == []  # absent and duplicate IDs are fine

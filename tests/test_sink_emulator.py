@@ -214,10 +214,18 @@ def test_pending_registry_on_emulated_cos(emu: Emulator) -> None:
     reg = build_pending_store(s, lambda: CREDS, cos_client=cos)
     ids = [f"j{i:032x}" for i in range(3)]
     assert reg.add(ids, now=100.0, source="timer", state="Running") == []
+    key0 = f"results/.pending/{ids[0]}.json"
+    stored = emu.cos.get(BUCKET, key0)
+    assert stored is not None
     assert reg.add(ids[:1], now=500.0, source="callback") == []
+    assert emu.cos.put_counts[(BUCKET, key0)] == 1  # written once: the second add did not rewrite it
+    before = len(emu.cos.requests)
     entries = {e.job_id: e for e in reg.list()}
-    assert entries[ids[0]].first_seen == 100.0 and entries[ids[0]].last_seen == 500.0
-    assert entries[ids[0]].source == "timer"
+    assert [r.method for r in emu.cos.requests[before:]] == ["GET"] and emu.cos.requests[before].key == ""
+    # FirstSeen from the listing's LastModified (second precision), no read of the entry
+    assert entries[ids[0]].first_seen == int(stored.last_modified)
+    first = reg.get(ids[0])
+    assert first is not None and first.first_seen == 100.0 and first.source == "timer"
     # results under the same prefix do not show up as pending entries
     sink = sink_for(emu, COS_SINK)
     assert sink.write([{"JobId": ids[1], "State": "Success", "Tag": "Transcode"}])[0].ok

@@ -37,12 +37,17 @@ from .routes import Router, error
 from .settings import Settings
 
 DEFAULT_TIME_LIMIT_MS = 3000  # SCF's default function timeout
-ASYNC_TRIGGERS = frozenset({TimerEvent.kind, CMQTopicEvent.kind})
+# Triggers that raise InvocationFailedError when a retryable failure could not be parked, so that
+# nothing is lost silently: timer and CMQ are async (SCF retries, then the dead-letter queue); a direct
+# Invoke may be async (InvocationType=Event) and the context does not say which, so it raises too (a
+# synchronous caller gets the error, naming the jobs, instead of a summary it might not check).
+RAISING_TRIGGERS = frozenset({TimerEvent.kind, CMQTopicEvent.kind, DirectInvokeEvent.kind})
+ASYNC_TRIGGERS = RAISING_TRIGGERS  # former name
 
 
 class InvocationFailedError(RuntimeError):
-    """Raised after an async invocation finished everything it could, when some jobs failed with a
-    retryable error and could not be parked in the pending registry: SCF's retry and DLQ take over."""
+    """Raised after an async (or direct) invocation finished everything it could, when some jobs failed
+    with a retryable error and could not be parked in the pending registry: SCF's retry and DLQ take over."""
 
     def __init__(self, message: str, summary: dict[str, Any]) -> None:
         super().__init__(message)
@@ -158,10 +163,12 @@ class App:
         if errors:  # a bad timer Message: reported, but a retry of the same Message cannot help
             summary["MessageErrors"] = errors
         self._summary_line(ev.kind, outcomes, started, records=records, error="; ".join(errors) or None)
-        if ev.kind in ASYNC_TRIGGERS and outcomes.retry_needed():
+        if ev.kind in RAISING_TRIGGERS and outcomes.retry_needed():
             failed = [o.job_id for o in outcomes.of("failed") if o.retryable]
+            named = ", ".join(failed[:20]) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")
             message = (f"{len(failed)} job(s) failed with a retryable error and could not be parked in the "
-                       f"pending registry{'; ' + '; '.join(outcomes.errors) if outcomes.errors else ''}; "
+                       f"pending registry{' (' + named + ')' if failed else ''}"
+                       f"{'; ' + '; '.join(outcomes.errors) if outcomes.errors else ''}; "
                        "raising so that SCF retries the event")
             self.log.error("invocation_failed", error=message, job_ids=failed[:50])
             raise InvocationFailedError(message, summary)

@@ -3,18 +3,25 @@
 ``PENDING_STORE`` is ``cos://BUCKET-APPID.REGION/PREFIX`` or ``file://DIR``.
 Each entry lives at ``<prefix>/.pending/<JobId>.json`` and holds
 ``{"JobId","FirstSeen","LastSeen","LastState","Source","Attempts"}`` (times in
-unix seconds). One object per ID means concurrent timer ticks never
-read-modify-write a shared list; the only race is two writers updating the
-same job's ``LastSeen``/``Attempts``, where the last one wins (harmless).
-Result keys never start a segment with ``.`` (see :class:`cijobs.sinks.base.KeyLayout`),
-so ``.pending/`` cannot collide with results under the same bucket and prefix.
+unix seconds) as they were when the job was first registered. Result keys never
+start a segment with ``.`` (see :class:`cijobs.sinks.base.KeyLayout`), so
+``.pending/`` cannot collide with results under the same bucket and prefix.
 
-* ``add`` keeps ``FirstSeen`` and ``Source`` of an existing entry: it creates
-  with create-if-absent, and when the entry exists reads it and updates it.
-* ``list`` lists by prefix (paginated on COS) and reads each entry; an entry
-  that cannot be read as JSON still appears (its ``JobId`` from the key,
-  times from nothing but ``now`` of the listing, ``LastState`` ``None``).
-* ``update`` sets ``LastState``/``LastSeen`` and counts ``Attempts``.
+**Entries are written once.** A timer tick must cost one listing (one request per
+1,000 entries), not one request per entry: 10,000 pending jobs at 20 ms a request
+would otherwise spend most of a tick reading and rewriting the registry. So:
+
+* ``add`` creates with create-if-absent (COS ``x-cos-forbid-overwrite``) and does
+  nothing more when the entry exists: ``FirstSeen`` and ``Source`` of the first
+  registration are kept, with one request and no read.
+* ``list`` is one listing by prefix (paginated on COS). Because an entry is never
+  rewritten, the object's ``LastModified`` *is* the time it was first registered and
+  serves as ``FirstSeen`` (``LastSeen`` = ``FirstSeen``, ``LastState`` unknown). Only
+  an entry whose listing has no usable ``LastModified`` (the ``file://`` store, or an
+  odd server) is read (cheap on local disk); an entry that cannot be read as JSON
+  still appears (its ``JobId`` from the key, times from ``now`` of the listing).
+* ``update`` records nothing per observation any more (that would rewrite the object
+  and move its ``LastModified``, i.e. ``FirstSeen``); it only re-creates a missing entry.
 * ``remove`` deletes (absent is fine).
 
 ``add``/``remove`` return the failures (``WriteResult`` with ``ok=False``);
@@ -28,6 +35,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, Optional
 
 from .cos import CosClient, CredentialsSource
@@ -93,7 +101,7 @@ class PendingStore:
         self._log = get_logger("cijobs.pending")
 
     def key(self, job_id: str) -> str:
-        if not job_id or not set(job_id) <= _ID_CHARS or job_id[0] in "-_":
+        if not _usable_id(job_id):
             raise ValueError(f"not a usable job ID: {job_id!r}")
         return self.store.key(PENDING_DIR, job_id + SUFFIX)
 
@@ -123,39 +131,20 @@ class PendingStore:
             return WriteResult.failed(job_id, state, "InvalidJobId", str(exc), retryable=False)
         fresh = PendingEntry(job_id, now, now, state, source, 1)
         try:
-            if self.store.create(key, fresh.encode(), "application/json", {"jobid": job_id}, deadline):
-                return None
-            existing = self._read(job_id, key, deadline)
-            if existing is None:  # vanished between the two calls: write ours
-                self.store.put(key, fresh.encode(), "application/json", {"jobid": job_id}, deadline)
-                return None
-            merged = PendingEntry(job_id, min(existing.first_seen, now), max(existing.last_seen, now),
-                                  state or existing.last_state, existing.source or source, existing.attempts + 1)
-            self.store.put(key, merged.encode(), "application/json", {"jobid": job_id}, deadline)
-            return None
+            # Written once: an existing entry keeps its FirstSeen/Source (and its LastModified).
+            self.store.create(key, fresh.encode(), "application/json", {"jobid": job_id}, deadline)
         except StoreError as exc:
             self._log.warning("pending_add_failed", job_id=job_id, code=exc.code, retryable=exc.retryable)
             return WriteResult.from_error(job_id, state, exc.to_error_info(), exc.retryable)
+        return None
 
     def update(self, job_id: str, state: Optional[str], now: float,
                deadline: Optional[Deadline] = None) -> Optional[WriteResult]:
-        """Record another observation of a still-pending job; creates the entry if missing."""
-        try:
-            key = self.key(job_id)
-        except ValueError as exc:
-            return WriteResult.failed(job_id, state, "InvalidJobId", str(exc), retryable=False)
-        try:
-            existing = self._read(job_id, key, deadline)
-            if existing is None:
-                entry = PendingEntry(job_id, now, now, state, "update", 1)
-            else:
-                entry = PendingEntry(job_id, existing.first_seen, max(existing.last_seen, now),
-                                     state or existing.last_state, existing.source, existing.attempts + 1)
-            self.store.put(key, entry.encode(), "application/json", {"jobid": job_id}, deadline)
-        except StoreError as exc:
-            self._log.warning("pending_update_failed", job_id=job_id, code=exc.code, retryable=exc.retryable)
-            return WriteResult.from_error(job_id, state, exc.to_error_info(), exc.retryable)
-        return None
+        """Another observation of a still-pending job: re-creates the entry if it is missing.
+
+        An existing entry is not rewritten (its ``LastModified`` is its ``FirstSeen``).
+        """
+        return self._add_one(job_id, now, "update", state, deadline)
 
     def remove(self, job_ids: Iterable[str], deadline: Optional[Deadline] = None) -> list[WriteResult]:
         """Forget jobs (absent is fine); returns the failures."""
@@ -189,34 +178,73 @@ class PendingStore:
             return PendingEntry(job_id, now, now, None, "", 1)
         return entry
 
-    def list_ids(self, limit: Optional[int] = None, deadline: Optional[Deadline] = None) -> list[str]:
-        """Job IDs in the registry (one listing, no reads), sorted."""
+    def _listed(self, deadline: Optional[Deadline]) -> list[tuple[str, Optional[float]]]:
+        """``(job_id, LastModified as unix seconds or None)`` for every entry, sorted by ID."""
         try:
             listed = self.store.list(self.list_prefix, deadline)
         except StoreError as exc:
             raise PendingError(exc.code, exc.message, exc.retryable) from None
         prefix = self.list_prefix
-        ids = []
+        out = []
         for obj in listed:
             rest = obj.key[len(prefix):]
             if obj.key.startswith(prefix) and rest.endswith(SUFFIX) and "/" not in rest:
-                ids.append(rest[: -len(SUFFIX)])
-        ids.sort()
+                out.append((rest[: -len(SUFFIX)], parse_last_modified(obj.last_modified)))
+        out.sort()
+        return out
+
+    def list_ids(self, limit: Optional[int] = None, deadline: Optional[Deadline] = None) -> list[str]:
+        """Job IDs in the registry (one listing, no reads), sorted."""
+        ids = [job_id for job_id, _ in self._listed(deadline)]
         return ids if limit is None else ids[: max(0, limit)]
 
     def list(self, limit: Optional[int] = None, deadline: Optional[Deadline] = None) -> list[PendingEntry]:
-        """Every entry (oldest ``FirstSeen`` first); ``limit`` caps how many are read."""
-        ids = self.list_ids(limit, deadline)
+        """Every entry (oldest ``FirstSeen`` first); ``limit`` caps how many are returned.
+
+        One listing; ``FirstSeen`` comes from ``LastModified`` (entries are written once).
+        Only entries listed without a usable ``LastModified`` are read.
+        """
+        listed = self._listed(deadline)
+        entries: list[PendingEntry] = []
+        unknown: list[str] = []
+        for job_id, modified in listed:
+            if modified is not None:
+                entries.append(PendingEntry(job_id, modified, modified, None, "", 1))
+            elif _usable_id(job_id):
+                unknown.append(job_id)
+            else:  # not ours (cannot be read by ID); listed so that the pipeline reports it
+                now = self._clock()
+                entries.append(PendingEntry(job_id, now, now, None, "", 1))
 
         def one(job_id: str) -> Optional[PendingEntry]:
             return self._read(job_id, self.key(job_id), deadline)
 
-        try:
-            entries = self._map(one, ids)
-        except StoreError as exc:
-            raise PendingError(exc.code, exc.message, exc.retryable) from None
-        found = [e for e in entries if e is not None]  # removed while listing: gone
-        return sorted(found, key=lambda e: (e.first_seen, e.job_id))
+        if unknown:
+            try:
+                read = self._map(one, unknown)
+            except StoreError as exc:
+                raise PendingError(exc.code, exc.message, exc.retryable) from None
+            entries.extend(e for e in read if e is not None)  # removed while listing: gone
+        entries.sort(key=lambda e: (e.first_seen, e.job_id))
+        return entries if limit is None else entries[: max(0, limit)]
+
+
+def _usable_id(job_id: str) -> bool:
+    return bool(job_id) and set(job_id) <= _ID_CHARS and job_id[0] not in "-_"
+
+
+def parse_last_modified(value: str) -> Optional[float]:
+    """COS ``LastModified`` (ISO 8601, e.g. ``2026-01-01T00:00:00.000Z``) → unix seconds; None if unusable."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:  # COS always says UTC; a naive time would be read as local time
+        return None
+    return parsed.timestamp()
 
 
 def build_pending_store(

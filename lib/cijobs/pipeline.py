@@ -51,7 +51,6 @@ class JobSink(Protocol):
 class PendingRegistry(Protocol):
     def add(self, job_ids: Sequence[str], *, now: float, source: str, state: Optional[str] = None) -> list[Any]: ...
     def list(self, limit: Optional[int] = None) -> list[Any]: ...
-    def update(self, job_id: str, state: Optional[str], now: float) -> Any: ...
     def remove(self, job_ids: Sequence[str]) -> Any: ...
 
 
@@ -211,7 +210,9 @@ class Pipeline:
             entries = []
         registered = {e.job_id: e for e in entries}
         fresh = [i for i in dedupe(message_ids) if i not in registered]
-        # Least recently checked first, so that IDs a short tick did not reach go first next time.
+        # Oldest registration first (closest to PENDING_MAX_AGE_S). The registry keeps no per-tick
+        # LastSeen (entries are written once, see cijobs.pending), so "least recently checked" is the
+        # first-seen order.
         entries.sort(key=lambda e: _epoch(getattr(e, "last_seen", None)) or 0.0)
         ids = fresh + [e.job_id for e in entries]
         self._settle(ids, source, deadline, registered, {}, out)
@@ -352,13 +353,9 @@ class Pipeline:
                                 message=f"not finished {int(now - first)} s after it was first registered "
                                         f"(PENDING_MAX_AGE_S={self.settings.pending_max_age_s})"))
                 continue
+            # Still registered: nothing to write (entries are written once, so that a tick costs a
+            # listing and not a read+write per entry; the outcome carries the state seen now).
             state = states.get(job_id)
-            if state is not None:
-                try:
-                    self.pending.update(job_id, state, now)
-                except Exception as exc:  # still registered; only LastState/LastSeen are stale
-                    code, msg = _error_fields(exc)
-                    self.log.warning("pending_update_failed", job_id=job_id, error_code=code, error=msg)
             out.set(Outcome(job_id, PENDING, source, state=state or _last_state(entry), reason=reason,
                             message=message))
         if expired:
