@@ -39,6 +39,8 @@ PENDING_EXPIRED = "PendingExpired"
 PENDING_STORE_FAILED = "PendingStoreFailed"
 TRACKED = "Tracked"
 
+ROUND_WAVES = 8  # a round is this many waves of CI_CONCURRENCY requests of 10 IDs
+
 
 class JobQuerier(Protocol):
     def query(self, job_ids: Sequence[str], deadline: Optional[Deadline] = None) -> QueryResult: ...
@@ -169,8 +171,11 @@ class Pipeline:
         self.sink = sink
         self.pending = pending
         self.clock = clock
-        # IDs per round (query then write): enough to keep every CI connection busy once.
-        self.chunk_size = chunk_size or max(10, settings.ci_concurrency * 10)
+        # IDs per round (query, then write): ROUND_WAVES full waves of CI requests. A round waits for its
+        # slowest request (retries and backoff included), so one-wave rounds spent most of a 10,000-job tick
+        # waiting on tails (bench/soak.py: 25 s for the query alone); the deadline is still honoured inside
+        # a round by the client and the sink, which start nothing once it has passed.
+        self.chunk_size = chunk_size or max(10, settings.ci_concurrency * 10 * ROUND_WAVES)
         self.log = get_logger("cijobs.pipeline")
 
     # -- public entry points -------------------------------------------------------------------
