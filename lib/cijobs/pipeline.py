@@ -17,6 +17,7 @@ goes, pending). It never imports ``app``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -171,11 +172,14 @@ class Pipeline:
         self.sink = sink
         self.pending = pending
         self.clock = clock
-        # IDs per round (query, then write): ROUND_WAVES full waves of CI requests. A round waits for its
-        # slowest request (retries and backoff included), so one-wave rounds spent most of a 10,000-job tick
-        # waiting on tails (bench/soak.py: 25 s for the query alone); the deadline is still honoured inside
-        # a round by the client and the sink, which start nothing once it has passed.
-        self.chunk_size = chunk_size or max(10, settings.ci_concurrency * 10 * ROUND_WAVES)
+        # IDs per round (query, then write). A round waits for its slowest request (retries and backoff
+        # included), so one-wave rounds spent most of a 10,000-job tick waiting on tails (bench/soak.py: 25 s
+        # for the query alone). Without an explicit chunk_size, rounds start at one wave of CI requests and
+        # grow up to ROUND_WAVES waves while a round takes under a quarter of the time left, so that short
+        # deadlines keep small rounds (each one writes what it found) and long ones few barriers.
+        self.wave_size = max(10, settings.ci_concurrency * 10)
+        self.chunk_size = chunk_size or self.wave_size
+        self.adaptive = chunk_size is None
         self.log = get_logger("cijobs.pipeline")
 
     # -- public entry points -------------------------------------------------------------------
@@ -242,14 +246,27 @@ class Pipeline:
     def _settle(self, ids: list[str], source: str, deadline: Deadline, registered: dict[str, Any],
                 trusted: dict[str, Job], out: Outcomes) -> None:
         valid = self._split_invalid(ids, source, registered, out)
-        for start in range(0, len(valid), self.chunk_size):
-            chunk = valid[start:start + self.chunk_size]
+        start, size = 0, self.chunk_size
+        while start < len(valid):
+            chunk = valid[start:start + size]
             if deadline.expired():
                 rest = valid[start:]
                 self.log.warning("deadline_reached", left=len(rest))
                 self._defer(rest, source, registered, {}, DEADLINE, None, out)
                 return
+            before = deadline.remaining()
             self._round(chunk, source, deadline, registered, trusted, out)
+            start += len(chunk)
+            if self.adaptive:
+                size = self._next_size(len(chunk), before - deadline.remaining(), deadline.remaining())
+
+    def _next_size(self, size: int, took: float, left: float) -> int:
+        """Waves for the next round: as many as fit in a quarter of the time left (1..ROUND_WAVES)."""
+        waves = max(1, size // self.wave_size)
+        if not math.isfinite(left) or took <= 0 or not math.isfinite(took):
+            return self.wave_size * ROUND_WAVES
+        fit = int(left / 4 / (took / waves))
+        return self.wave_size * max(1, min(ROUND_WAVES, fit))
 
     def _round(self, chunk: list[str], source: str, deadline: Deadline, registered: dict[str, Any],
                trusted: dict[str, Job], out: Outcomes) -> None:
