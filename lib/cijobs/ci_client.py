@@ -289,12 +289,17 @@ class JobClient:
             doc = outcome.document or {}
             for job in doc.get("JobsDetail") or []:
                 job_id = job.get("JobId") if isinstance(job, dict) else None
-                if job_id in asked and job_id not in found:
+                if not isinstance(job_id, str):
+                    # A container or a missing JobId names no ID: skip the job (the ID it was meant
+                    # to answer then ends as MissingFromResponse); never hash it.
+                    self._log.warning("ci.job_without_string_id", job_id_type=type(job_id).__name__,
+                                      batch_first_id=outcome.ids[0])
+                elif job_id in asked and job_id not in found:
                     found[job_id] = job
                 else:
-                    self._log.warning("ci.unexpected_job", job_id=str(job_id)[:80], batch_first_id=outcome.ids[0])
+                    self._log.warning("ci.unexpected_job", job_id=job_id[:80], batch_first_id=outcome.ids[0])
             for job_id in doc.get("NonExistJobIds") or []:
-                if job_id in asked:
+                if isinstance(job_id, str) and job_id in asked:
                     missing.add(job_id)
                 else:
                     self._log.warning("ci.unexpected_nonexistent_id", job_id=str(job_id)[:80])

@@ -203,7 +203,10 @@ class Pipeline:
         when ``trust_jobs`` (TRUST_CALLBACK_BODY) is on.
         """
         out = Outcomes()
-        trusted = {j["JobId"]: j for j in jobs if isinstance(j.get("JobId"), str)} if trust_jobs else {}
+        # A body job is trusted only when its JobId and State are strings; any other shape is re-queried.
+        trusted = {j["JobId"]: j for j in jobs
+                   if isinstance(j, dict) and isinstance(j.get("JobId"), str) and _state(j) is not None} \
+            if trust_jobs else {}
         self._settle(dedupe(job_ids), source, deadline, {}, trusted, out)
         return out
 
@@ -308,8 +311,8 @@ class Pipeline:
                 self._defer_failures(missing, source, registered, "NotReturned",
                                      "CI returned nothing for this ID", True, out)
 
-        terminal = [j for j in jobs if j.get("State") in TERMINAL_STATES]
-        unfinished = [j for j in jobs if j.get("State") not in TERMINAL_STATES]
+        terminal = [j for j in jobs if _is_terminal(j)]
+        unfinished = [j for j in jobs if not _is_terminal(j)]
         for job in unfinished:
             self._defer([job["JobId"]], source, registered, {job["JobId"]: _state(job)}, NOT_FINISHED, None, out)
         if not terminal:
@@ -429,6 +432,11 @@ class Pipeline:
 def _state(job: Job) -> Optional[str]:
     state = job.get("State")
     return state if isinstance(state, str) else None
+
+
+def _is_terminal(job: Job) -> bool:
+    """A job whose State is a terminal state string (a non-string State counts as unknown: not terminal)."""
+    return _state(job) in TERMINAL_STATES
 
 
 def _last_state(entry: Any) -> Optional[str]:

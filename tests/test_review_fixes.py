@@ -1,0 +1,158 @@
+"""Regression tests for the review findings (each failed before its fix)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import re
+import time
+from typing import Any
+
+import pytest
+import responses
+
+from cijobs.ci_client import JobClient
+from cijobs.credentials import Credentials
+from cijobs.emulator import Emulator
+from cijobs.http import Deadline
+from cijobs.models import QueryResult
+from cijobs.pipeline import Pipeline
+from cijobs.settings import Settings
+from conftest import ROOT
+
+BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
+SECRET_ID, SECRET_KEY = "AKIDreviewtest", "review-secret-key-value"
+OK = "j9c0a4726f6ac11ec96aaa9b64ab18d00"
+POISON = "j8d121820f5e411ec926ef19d53ba9c6f"
+CB = "j035aca66f86211ec8a5a87e016101404"
+CONTEXT = {"memory_limit_in_mb": 512, "time_limit_in_ms": 30000, "request_id": "req-review"}
+SETTINGS = Settings.from_env({"CI_BUCKET": BUCKET, "CI_REGION": REGION})
+
+
+def load_handler() -> Any:
+    spec = importlib.util.spec_from_file_location("scf_index_review", os.path.join(ROOT, "handler", "index.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def emu_env(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith(("CI_", "COS_", "CMQ_", "RESULT_", "PENDING_", "API_TOKEN", "TENCENTCLOUD_", "TRUST_",
+                            "ALLOW_", "MAX_", "DEADLINE_", "CLAIM_", "LOG_LEVEL")):
+            monkeypatch.delenv(name)
+    with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, seed=3) as emu:
+        env = emu.env(BUCKET, REGION) | {
+            "RESULT_SINK": f"cos://{BUCKET}.{REGION}/results", "PENDING_STORE": f"cos://{BUCKET}.{REGION}/state",
+            "API_TOKEN": "review-token", "DEADLINE_MARGIN_S": "0.5", "CI_MAX_ATTEMPTS": "2",
+        }
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        handler = load_handler()
+        yield emu, handler
+        handler.reset()
+
+
+def outcomes(summary: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    return {o["JobId"]: (o["Outcome"], o.get("Reason")) for o in summary["Outcomes"]}
+
+
+def pending_ids(emu: Emulator) -> set[str]:
+    return {k.rsplit("/", 1)[1][:-5] for (b, k) in list(emu.cos.objects) if k.startswith("state/.pending/")}
+
+
+# -- 1. a non-string JobId / State in a CI answer --------------------------------------------------------
+
+
+def test_client_skips_a_job_whose_jobid_is_a_container():
+    body = (b"<Response><JobsDetail><JobId><x>1</x></JobId><State>Success</State></JobsDetail>"
+            b"<JobsDetail><JobId>jaaaaaaaaaaaaaaaaaaaa</JobId><State>Success</State><Tag>Transcode</Tag></JobsDetail>"
+            b"</Response>")
+    with responses.RequestsMock() as r:
+        r.add(responses.GET, re.compile(r"https://examplebucket-1250000000\.ci\.ap-guangzhou\.myqcloud\.com/jobs/.*"),
+              body=body, status=200)
+        client = JobClient(SETTINGS, credentials=lambda: Credentials("AKID", "k"))
+        result = client.query(["jaaaaaaaaaaaaaaaaaaaa", "jbbbbbbbbbbbbbbbbbbbb"])
+    assert [j["JobId"] for j in result.jobs] == ["jaaaaaaaaaaaaaaaaaaaa"]
+    assert [(f.job_id, f.error.code, f.retryable) for f in result.failed] == [
+        ("jbbbbbbbbbbbbbbbbbbbb", "MissingFromResponse", True)]
+
+
+def test_client_ignores_a_container_in_nonexistent_ids():
+    doc = {"JobsDetail": [], "NonExistJobIds": [{"x": "2"}, "jaaaaaaaaaaaaaaaaaaaa"]}
+    with responses.RequestsMock() as r:
+        r.add(responses.GET, re.compile(r"https://examplebucket-1250000000\.ci\.ap-guangzhou\.myqcloud\.com/jobs/.*"),
+              body=b"<Response/>", status=200)
+        client = JobClient(SETTINGS, credentials=lambda: Credentials("AKID", "k"), normalize=lambda _b: doc)
+        result = client.query(["jaaaaaaaaaaaaaaaaaaaa"])
+    assert result.nonexistent == ["jaaaaaaaaaaaaaaaaaaaa"] and result.failed == []
+
+
+def test_pipeline_treats_a_container_state_as_not_finished():
+    class Client:
+        def query(self, ids, deadline=None):
+            return QueryResult(jobs=[{"JobId": ids[0], "State": {"x": "1"}, "Tag": "Transcode"}])
+
+    class Sink:
+        def write(self, jobs, deadline=None):
+            raise AssertionError("a job with an unknown state must not be written")
+
+    class Registry:
+        def add(self, ids, **kw):
+            return []
+
+        def list(self, limit=None):
+            return []
+
+        def remove(self, ids):
+            pass
+
+    out = Pipeline(SETTINGS, Client(), Sink(), Registry()).process(["jaaaaaaaaaaaaaaaaaaaa"], "direct", Deadline(10))
+    [o] = out.by_id.values()
+    assert (o.status, o.reason, o.state) == ("pending", "NotFinished", None)
+
+
+def poison(emu: Emulator, job_id: str) -> None:
+    """CI answers this (terminal) job with a container where its JobId should be."""
+    emu.ci.add_job(job_id, tag="Transcode", state="Success")
+    emu.ci.jobs[job_id]._xml = b"<JobsDetail><JobId><x>1</x></JobId><State>Success</State></JobsDetail>"
+
+
+def test_timer_tick_survives_a_poison_jobid_and_the_id_still_expires(emu_env):
+    emu, handler = emu_env
+    emu.ci.add_job(OK, tag="Transcode", state="Success")
+    poison(emu, POISON)
+    track = {"body": json.dumps({"JobIds": [POISON]}), "httpMethod": "POST", "path": "/jobs/track",
+             "headers": {"authorization": "Bearer review-token", "content-type": "application/json"}}
+    assert handler.main_handler(track, CONTEXT)["statusCode"] == 200
+    assert pending_ids(emu) == {POISON}
+
+    timer = {"Type": "Timer", "TriggerName": "t", "Message": json.dumps({"JobIds": [OK]})}
+    first = handler.main_handler(timer, CONTEXT)
+    assert outcomes(first) == {OK: ("written", None), POISON: ("pending", "MissingFromResponse")}
+    assert pending_ids(emu) == {POISON}
+
+    # Registered long ago: the next tick expires it instead of failing forever.
+    key = (BUCKET, f"state/.pending/{POISON}.json")
+    emu.cos.objects[key] = dataclasses.replace(emu.cos.objects[key], last_modified=time.time() - 2 * 86400)
+    second = handler.main_handler({"Type": "Timer", "Message": ""}, CONTEXT)
+    assert outcomes(second) == {POISON: ("failed", "PendingExpired")}
+    assert pending_ids(emu) == set()
+
+
+def test_ckafka_trusted_body_with_a_container_state_is_requeried(emu_env, monkeypatch):
+    emu, handler = emu_env
+    monkeypatch.setenv("TRUST_CALLBACK_BODY", "true")
+    handler.reset()
+    emu.ci.add_job(CB, tag="NoiseReduction", state="Success")
+    bodies = [{"EventName": "TaskFinish", "JobsDetail": {"JobId": CB, "State": {"a": "Success"}, "Tag": "x"}},
+              {"EventName": "TaskFinish", "JobsDetail": {"JobId": {"a": CB}, "State": "Success"}}]
+    event = {"Records": [{"Ckafka": {"topic": "t", "partition": 0, "offset": n, "msgKey": "k",
+                                     "msgBody": json.dumps(b)}} for n, b in enumerate(bodies)]}
+    summary = handler.main_handler(event, CONTEXT)
+    assert outcomes(summary) == {CB: ("written", None)}
+    assert [r.ids for r in emu.ci.requests] == [[CB]]  # the untrusted body was re-queried
