@@ -156,3 +156,46 @@ def test_ckafka_trusted_body_with_a_container_state_is_requeried(emu_env, monkey
     summary = handler.main_handler(event, CONTEXT)
     assert outcomes(summary) == {CB: ("written", None)}
     assert [r.ids for r in emu.ci.requests] == [[CB]]  # the untrusted body was re-queried
+
+
+# -- 3. a registered ID that fails permanently still expires ---------------------------------------------
+
+
+@pytest.mark.parametrize(("age_s", "expected", "removed"), [
+    (2 * 86400, ("failed", "PendingExpired"), ["jaaaaaaaaaaaaaaaaaaaa"]),
+    (60, ("failed", "AccessDenied"), []),
+])
+def test_permanent_failure_of_a_registered_id_follows_the_age_rule(age_s, expected, removed):
+    from cijobs.models import ErrorInfo, JobFailure
+    from cijobs.pending import PendingEntry
+
+    job_id, now = "jaaaaaaaaaaaaaaaaaaaa", 1_800_000_000.0
+
+    class Client:
+        def query(self, ids, deadline=None):
+            return QueryResult(failed=[JobFailure(i, ErrorInfo("AccessDenied", "no", 403, None), False) for i in ids])
+
+    class Sink:
+        def write(self, jobs, deadline=None):
+            return []
+
+    class Registry:
+        def __init__(self) -> None:
+            self.removed: list[str] = []
+
+        def add(self, ids, **kw):
+            raise AssertionError("a registered ID is not re-added")
+
+        def list(self, limit=None):
+            return [PendingEntry(job_id, now - age_s, now - age_s, None, "timer")]
+
+        def remove(self, ids):
+            self.removed += list(ids)
+
+    registry = Registry()
+    out = Pipeline(SETTINGS, Client(), Sink(), registry, clock=lambda: now).tick(Deadline(10))
+    [o] = out.by_id.values()
+    assert (o.status, o.reason, o.retryable) == (*expected, False)
+    assert registry.removed == removed
+    if removed:
+        assert "AccessDenied" in (o.message or "")

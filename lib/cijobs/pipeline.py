@@ -358,8 +358,33 @@ class Pipeline:
         if retryable:
             self._defer(ids, source, registered, dict.fromkeys(ids, state), code, message, out)
             return
+        now = self.clock()
+        expired: list[str] = []
         for job_id in ids:
+            if job_id in registered and self._expire(job_id, registered[job_id], state, now, source, out,
+                                                     last_error=f"{code}: {message}"):
+                expired.append(job_id)
+                continue
             out.set(Outcome(job_id, FAILED, source, state=state, reason=code, message=message, retryable=False))
+        self._drop_expired(expired)
+
+    def _expire(self, job_id: str, entry: Any, state: Optional[str], now: float, source: str,
+                out: Outcomes, last_error: Optional[str] = None) -> bool:
+        """Registered longer than PENDING_MAX_AGE_S: give it its final ``PendingExpired`` outcome (True)."""
+        first = _epoch(getattr(entry, "first_seen", None))
+        if first is None or now - first < self.settings.pending_max_age_s:
+            return False
+        out.set(Outcome(job_id, FAILED, source, state=state or _last_state(entry), reason=PENDING_EXPIRED,
+                        retryable=False,
+                        message=f"not finished {int(now - first)} s after it was first registered "
+                                f"(PENDING_MAX_AGE_S={self.settings.pending_max_age_s})"
+                                + (f"; last error {last_error}" if last_error else "")))
+        return True
+
+    def _drop_expired(self, expired: list[str]) -> None:
+        if expired:
+            self.log.warning("pending_expired", count=len(expired))
+            self._remove(expired)
 
     def _defer(self, ids: list[str], source: str, registered: dict[str, Any], states: dict[str, Optional[str]],
                reason: str, message: Optional[str], out: Outcomes) -> None:
@@ -370,22 +395,15 @@ class Pipeline:
         expired: list[str] = []
         for job_id in known:
             entry = registered[job_id]
-            first = _epoch(getattr(entry, "first_seen", None))
-            if first is not None and now - first >= self.settings.pending_max_age_s:
+            if self._expire(job_id, entry, states.get(job_id), now, source, out):
                 expired.append(job_id)
-                out.set(Outcome(job_id, FAILED, source, state=states.get(job_id) or _last_state(entry),
-                                reason=PENDING_EXPIRED, retryable=False,
-                                message=f"not finished {int(now - first)} s after it was first registered "
-                                        f"(PENDING_MAX_AGE_S={self.settings.pending_max_age_s})"))
                 continue
             # Still registered: nothing to write (entries are written once, so that a tick costs a
             # listing and not a read+write per entry; the outcome carries the state seen now).
             state = states.get(job_id)
             out.set(Outcome(job_id, PENDING, source, state=state or _last_state(entry), reason=reason,
                             message=message))
-        if expired:
-            self.log.warning("pending_expired", count=len(expired))
-            self._remove(expired)
+        self._drop_expired(expired)
         if fresh:
             self._park(fresh, source, states, reason, message, out)
 
