@@ -199,3 +199,82 @@ def test_permanent_failure_of_a_registered_id_follows_the_age_rule(age_s, expect
     assert registry.removed == removed
     if removed:
         assert "AccessDenied" in (o.message or "")
+
+
+# -- 2. the CMQ sink never raises out of write(); COS metadata is ASCII ------------------------------------
+
+
+class RecordingCmq:
+    max_batch = 16
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, target, bodies, tags=(), deadline=None):
+        self.sent += bodies
+        return ["m"] * len(bodies)
+
+
+def cmq_sink_with_cos_claims(emu: Emulator, cmq: RecordingCmq) -> Any:
+    from cijobs.cmq_client import CmqTarget
+    from cijobs.cos import CosClient, CosLocation
+    from cijobs.sinks.cmq import CmqSink
+    from cijobs.sinks.store import CosObjectStore
+
+    s = Settings(cos_endpoint=emu.url, ci_max_attempts=2)
+    cos = CosClient(s, lambda: Credentials(SECRET_ID, SECRET_KEY), sleep=lambda _s: None)
+    store = CosObjectStore(cos, CosLocation(BUCKET, REGION, "claims"))
+    return CmqSink(cmq, CmqTarget("queue", REGION, "q"), store, 1024)
+
+
+@pytest.mark.parametrize("tag", ["..", "a/b", "转码", "Tag\u2028x"])
+def test_cmq_sink_claim_check_with_an_unsafe_tag_writes_every_job(tag):
+    with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, seed=5) as emu:
+        cmq = RecordingCmq()
+        sink = cmq_sink_with_cos_claims(emu, cmq)
+        jobs = [{"JobId": "jaaaaaaaaaaaaaaaaaaaa", "State": "Success", "Tag": "Transcode"},
+                {"JobId": "jbbbbbbbbbbbbbbbbbbbb", "State": "Success", "Tag": tag, "Big": "x" * 2000}]
+        results = sink.write(jobs)
+        assert [(r.job_id, r.ok) for r in results] == [(j["JobId"], True) for j in jobs]
+        [(_, key)] = [k for k in emu.cos.objects]
+        assert key.startswith("claims/claim-check/Unknown/jbbbbbbbbbbbbbbbbbbbb/")
+        pointer = json.loads(cmq.sent[1])
+        assert pointer["Tag"] == tag and pointer["ClaimCheck"]["Key"] == key
+
+
+def test_cmq_sink_fails_only_the_job_whose_claim_check_cannot_be_built():
+    from cijobs.cmq_client import CmqTarget
+    from cijobs.sinks.cmq import CmqSink
+    from cijobs.sinks.store import FileObjectStore
+
+    class BadKeys(FileObjectStore):
+        def key(self, *parts: str) -> str:
+            from cijobs.cos import InvalidKeyError
+            raise InvalidKeyError("object key has an empty, '.' or '..' segment")
+
+    cmq = RecordingCmq()
+    sink = CmqSink(cmq, CmqTarget("queue", REGION, "q"), BadKeys("/nonexistent-review-dir"), 1024)
+    jobs = [{"JobId": "jaaaaaaaaaaaaaaaaaaaa", "State": "Success", "Tag": "Transcode"},
+            {"JobId": "jbbbbbbbbbbbbbbbbbbbb", "State": "Success", "Tag": "T", "Big": "x" * 2000}]
+    ok, bad = sink.write(jobs)
+    assert ok.ok and len(cmq.sent) == 1
+    assert not bad.ok and bad.error is not None and (bad.error.code, bad.retryable) == ("InvalidKey", False)
+
+
+def test_cos_client_percent_encodes_non_ascii_metadata_and_reads_it_back():
+    from cijobs.cos import CosClient, CosError, meta_from_headers
+
+    with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, seed=5) as emu:
+        cos = CosClient(Settings(cos_endpoint=emu.url, ci_max_attempts=3), lambda: Credentials(SECRET_ID, SECRET_KEY),
+                        sleep=lambda _s: None)
+        meta = {"tag": "转码 100%", "plain": "Transcode"}
+        cos.put_object(BUCKET, REGION, "m/one.json", b"{}", "application/json", meta)
+        stored = emu.cos.objects[(BUCKET, "m/one.json")].headers
+        assert stored["x-cos-meta-tag"] == "%E8%BD%AC%E7%A0%81 100%25" and stored["x-cos-meta-plain"] == "Transcode"
+        assert meta_from_headers(cos.head_object(BUCKET, REGION, "m/one.json")) == meta
+
+        before = len(emu.cos.requests)
+        with pytest.raises(CosError) as exc:  # a header http.client cannot send: final, not retried
+            cos.put_object(BUCKET, REGION, "m/two.json", b"{}", "text/转码")
+        assert (exc.value.code, exc.value.retryable) == ("InvalidHeader", False)
+        assert len(emu.cos.requests) == before

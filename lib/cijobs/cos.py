@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import requests
 from defusedxml import ElementTree as DET
@@ -154,10 +154,21 @@ class ListPage:
     next_marker: Optional[str] = None
 
 
+# Metadata values are sent as printable ASCII: HTTP header values are Latin-1 at best (http.client
+# refuses anything else with a UnicodeEncodeError) and COS documents URL-encoding for non-ASCII header
+# text. Everything outside 0x20-0x7E, and '%' itself, is percent-encoded (UTF-8), so unquote() restores it.
+_META_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def meta_value(value: str) -> str:
+    """An ``x-cos-meta-*`` value as printable ASCII (non-ASCII, control characters and ``%`` percent-encoded)."""
+    return quote(value, safe=_META_SAFE)
+
+
 def meta_from_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """``x-cos-meta-<name>`` headers as ``{name: value}`` (names lower-cased)."""
+    """``x-cos-meta-<name>`` headers as ``{name: value}`` (names lower-cased, values as sent by :func:`meta_value`)."""
     n = len(META_PREFIX)
-    return {k.lower()[n:]: v for k, v in headers.items() if k.lower().startswith(META_PREFIX)}
+    return {k.lower()[n:]: unquote(v) for k, v in headers.items() if k.lower().startswith(META_PREFIX)}
 
 
 def _text(el: Any, tag: str) -> str:
@@ -263,7 +274,7 @@ class CosClient:
         for name, value in (metadata or {}).items():
             if not _META_NAME_RE.match(name):
                 raise ValueError(f"metadata name must be letters, digits and '-': {name!r}")
-            headers[META_PREFIX + name.lower()] = value
+            headers[META_PREFIX + name.lower()] = meta_value(value)
         if forbid_overwrite:
             headers["x-cos-forbid-overwrite"] = "true"
         resp = self._request("PUT", bucket, region, key, headers=headers, body=body, deadline=deadline)
@@ -355,6 +366,9 @@ class CosClient:
                 error = CosError(None, type(exc).__name__, f"{method} {key or '/'}: network error", retryable=True)
             except requests.RequestException as exc:  # bad URL, too many redirects...: not transient
                 error = CosError(None, type(exc).__name__, f"{method} {key or '/'}: request failed", retryable=False)
+            except UnicodeError:  # a header http.client cannot encode: the same request will never go out
+                error = CosError(None, "InvalidHeader", f"{method} {key or '/'}: a header value is not Latin-1",
+                                 retryable=False)
             else:
                 if resp.status_code < 300:
                     return resp

@@ -88,6 +88,11 @@ def job_fields(job: Job) -> tuple[str, Optional[str], str]:
     )
 
 
+def key_segment(value: str, fallback: str = UNKNOWN_TAG) -> str:
+    """``value`` when it is safe as one object-key segment (letters, digits, ``_``, ``-``), else ``fallback``."""
+    return value if _SEGMENT_RE.match(value) else fallback
+
+
 def refuse(job: Job) -> Optional[WriteResult]:
     """A failure result for a job no sink may write (no usable JobId, or not terminal), else None."""
     job_id, state, _tag = job_fields(job)

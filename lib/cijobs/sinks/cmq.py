@@ -25,7 +25,7 @@ from ..cmq_client import MAX_BATCH_BYTES, MAX_TAG_CHARS, MAX_TAGS, CmqClient, Cm
 from ..http import Deadline
 from ..log import get_logger
 from ..models import Job
-from .base import WriteResult, canonical_json, job_fields, refuse, sha256_hex
+from .base import WriteResult, canonical_json, job_fields, key_segment, refuse, sha256_hex
 from .store import ObjectStore, StoreError
 
 
@@ -82,8 +82,18 @@ class CmqSink:
         return out
 
     def _message(self, index: int, job: Job, deadline: Deadline) -> Any:
-        job_id, state, tag = job_fields(job)
+        job_id, state, _tag = job_fields(job)
         assert state is not None
+        try:
+            return self._build(index, job, job_id, state, deadline)
+        except ValueError as exc:  # InvalidKeyError or another bad value: this job fails alone, not the round
+            self._log.warning("cmq_message_refused", job_id=job_id, error=str(exc)[:200])
+            return WriteResult.failed(job_id, state, "InvalidKey", str(exc), retryable=False)
+
+    def _build(self, index: int, job: Job, job_id: str, state: str, deadline: Deadline) -> Any:
+        # The claim-check key and metadata use the Tag only when it is a safe key segment (any other
+        # Tag, e.g. "..", "a/b" or non-ASCII, is stored under the unknown-tag name); the message keeps the raw Tag.
+        tag = key_segment(job_fields(job)[2])
         body_bytes = canonical_json(job)
         tags = topic_tags(job) if self.target.kind == "topic" else ()
         if len(body_bytes) <= self.claim_check_bytes:
