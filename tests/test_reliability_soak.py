@@ -60,10 +60,21 @@ def fast_faults(control: Any) -> None:
     control.post("faults/cos", soak.COS_FAULTS)
 
 
+def fast_faults_plus(emu: Emulator, **scripted: tuple[str, ...]) -> Any:
+    """The fast fault mix, plus faults the first requests of a side always get (random rates alone may
+    miss a side that sees only a few requests)."""
+    def set_faults(control: Any) -> None:
+        fast_faults(control)
+        for side, kinds in scripted.items():
+            emu.faults.inject_next(side, *kinds)
+    return set_faults
+
+
 @pytest.mark.slow
 def test_cos_sink_and_registry_under_faults_lose_and_duplicate_nothing(emu: Emulator, monkeypatch) -> None:
     control = soak.Control(emu.url)
-    monkeypatch.setattr(soak.Control, "set_faults", fast_faults)
+    monkeypatch.setattr(soak.Control, "set_faults",
+                        fast_faults_plus(emu, ci=("reset", "fail"), cos=("slowdown", "fail")))
     invoke = handler_for(emu, f"cos://{soak.BUCKET}.{soak.REGION}/results", monkeypatch)
     report = soak.run_phase(control, invoke, 200, 30, max_ticks=12, seed=5, sink="cos", log=lambda _m: None,
                             max_finish=3)
@@ -81,7 +92,7 @@ def test_cos_sink_and_registry_under_faults_lose_and_duplicate_nothing(emu: Emul
 @pytest.mark.slow
 def test_cmq_sink_under_faults_is_at_least_once(emu: Emulator, monkeypatch) -> None:
     control = soak.Control(emu.url)
-    monkeypatch.setattr(soak.Control, "set_faults", fast_faults)
+    monkeypatch.setattr(soak.Control, "set_faults", fast_faults_plus(emu, cmq=("fail", "reset")))
     invoke = handler_for(emu, "cmq-queue://ap-guangzhou/results", monkeypatch)
     report = soak.run_phase(control, invoke, 150, 0, max_ticks=12, seed=6, sink="cmq", log=lambda _m: None,
                             max_finish=3)

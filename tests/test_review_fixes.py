@@ -278,3 +278,23 @@ def test_cos_client_percent_encodes_non_ascii_metadata_and_reads_it_back():
             cos.put_object(BUCKET, REGION, "m/two.json", b"{}", "text/转码")
         assert (exc.value.code, exc.value.retryable) == ("InvalidHeader", False)
         assert len(emu.cos.requests) == before
+
+
+# -- 4. scripted emulator faults (deterministic fault injection for the soak tests) ---------------------
+
+
+def test_scripted_faults_hit_the_next_requests_of_their_side_in_order():
+    from cijobs.emulator.faults import FaultConfigError, Faults
+
+    faults = Faults(seed=1)
+    faults.inject_next("cmq", "fail", "reset")
+    assert faults.decide("ci").kind is None  # other sides are untouched
+    assert [faults.decide("cmq").kind for _ in range(3)] == ["fail", "reset", None]
+    assert faults.injected == {"cmq.fail": 1, "cmq.reset": 1}
+    faults.inject_next("cos", "slowdown")
+    faults.reset()
+    assert faults.decide("cos").kind is None
+    with pytest.raises(FaultConfigError):
+        faults.inject_next("cos", "explode")
+    with pytest.raises(FaultConfigError):
+        faults.inject_next("nowhere", "fail")

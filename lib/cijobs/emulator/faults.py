@@ -15,16 +15,22 @@ Kinds:
 * ``reset_after`` the request IS processed (state changes), then the connection is reset:
   the client cannot tell whether it worked (exercises idempotent retries)
 plus ``latency_ms`` (added to every response) and ``slow_body_ms`` (the body is dribbled out).
+
+Rates are random (one seeded generator shared by every side, so which request of a side gets a fault
+depends on how concurrent requests interleave). A test that must see a given fault scripts it:
+``emu.faults.inject_next("cmq", "fail")`` gives the next request of that side exactly that fault.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections import deque
 from dataclasses import dataclass, fields
 from typing import Any, Optional
 
 SIDES = ("ci", "cos", "cmq")
+KINDS = ("fail", "slowdown", "reset", "truncate", "garbage", "wrong_content_type", "reset_after")
 RATE_FIELDS = (
     "fail_rate", "slowdown_rate", "reset_rate", "truncate_rate", "garbage_rate",
     "wrong_content_type_rate", "reset_after_rate",
@@ -93,7 +99,17 @@ class Faults:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.injected: dict[str, int] = {}
+        self._scripted: dict[str, deque[str]] = {s: deque() for s in SIDES}
         self.update(values)
+
+    def inject_next(self, side: str, *kinds: str) -> None:
+        """The next ``len(kinds)`` requests of ``side`` get these faults, in order (before any random one)."""
+        self.side(side)
+        bad = [k for k in kinds if k not in KINDS]
+        if bad:
+            raise FaultConfigError(f"unknown fault kind(s) {bad} (known: {', '.join(KINDS)})")
+        with self._lock:
+            self._scripted[side].extend(kinds)
 
     # -- configuration -----------------------------------------------------------------------------
     def side(self, name: str) -> SideFaults:
@@ -116,6 +132,9 @@ class Faults:
             setattr(self, name, 0.0)
         for s in SIDES:
             setattr(self, s, SideFaults())
+        with self._lock:
+            for queue in self._scripted.values():
+                queue.clear()
 
     def effective(self, side: str) -> dict[str, float]:
         over = self.side(side) if side in SIDES else SideFaults()
@@ -137,6 +156,9 @@ class Faults:
         eff = self.effective(side)
         with self._lock:
             kind: Optional[str] = None
+            scripted = self._scripted.get(side)
+            if scripted:
+                kind = scripted.popleft()
             # one draw per kind, in a fixed order, so a given seed gives the same sequence
             for name in ("reset_rate", "fail_rate", "slowdown_rate", "truncate_rate", "garbage_rate",
                          "wrong_content_type_rate", "reset_after_rate"):
