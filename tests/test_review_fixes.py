@@ -298,3 +298,33 @@ def test_scripted_faults_hit_the_next_requests_of_their_side_in_order():
         faults.inject_next("cos", "explode")
     with pytest.raises(FaultConfigError):
         faults.inject_next("nowhere", "fail")
+
+
+# -- 5. config traps and silent CKafka losses -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [f"cos://{BUCKET}.{REGION}/.pending", f"cos://{BUCKET}.{REGION}/results/.hidden",
+                                 f"file:///tmp/x,cos://{BUCKET}.{REGION}/.pending"])
+def test_a_result_sink_prefix_that_gives_unusable_keys_fails_at_startup(url):
+    from cijobs.sinks import SinkConfigError, build_sinks
+
+    settings = Settings.from_env({"CI_BUCKET": BUCKET, "CI_REGION": REGION, "RESULT_SINK": url})
+    with pytest.raises(SinkConfigError, match="RESULT_SINK") as exc:
+        build_sinks(settings, lambda: Credentials("AKID", "k"))
+    assert ".pending" in str(exc.value) or ".hidden" in str(exc.value)
+
+
+def test_ckafka_jobs_that_cannot_be_parked_are_logged_at_error_level(emu_env, capsys):
+    emu, handler = emu_env
+    emu.ci.add_job(OK, tag="Transcode", state="Success")
+    emu.faults.update({"fail_rate": 1.0})  # CI and COS down: nothing can be queried or parked
+    event = {"Records": [{"Ckafka": {"topic": "t", "partition": 0, "offset": 1, "msgKey": "k",
+                                     "msgBody": json.dumps({"JobIds": [OK, CB]})}}]}
+    capsys.readouterr()
+    summary = handler.main_handler(event, CONTEXT)  # CKafka: never raises
+    assert {o["Outcome"] for o in summary["Outcomes"]} == {"failed"}
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    [lost] = [line for line in lines if line["event"] == "jobs_not_parked"]
+    assert lost["level"] == "error" and lost["job_ids"] == [OK, CB] and lost["count"] == 2
+    [line] = [line for line in lines if line["event"] == "invocation_summary"]
+    assert line["failed_ids"] == [OK, CB]

@@ -37,6 +37,7 @@ from .routes import Router, error
 from .settings import Settings
 
 DEFAULT_TIME_LIMIT_MS = 3000  # SCF's default function timeout
+MAX_LOGGED_IDS = 50  # job IDs named in one log line (summary, failures)
 # Triggers that raise InvocationFailedError when a retryable failure could not be parked, so that
 # nothing is lost silently: timer and CMQ are async (SCF retries, then the dead-letter queue); a direct
 # Invoke may be async (InvocationType=Event) and the context does not say which, so it raises too (a
@@ -170,8 +171,14 @@ class App:
                        f"pending registry{' (' + named + ')' if failed else ''}"
                        f"{'; ' + '; '.join(outcomes.errors) if outcomes.errors else ''}; "
                        "raising so that SCF retries the event")
-            self.log.error("invocation_failed", error=message, job_ids=failed[:50])
+            self.log.error("invocation_failed", error=message, job_ids=failed[:MAX_LOGGED_IDS])
             raise InvocationFailedError(message, summary)
+        if outcomes.retry_needed():  # CKafka: never raise (it would block the partition), but say it loudly
+            failed = [o.job_id for o in outcomes.of("failed") if o.retryable]
+            self.log.error("jobs_not_parked", count=len(failed), job_ids=failed[:MAX_LOGGED_IDS],
+                           errors=outcomes.errors or None,
+                           error="retryable failures could not be parked in the pending registry; "
+                                 "these jobs are not retried by anything")
         return summary
 
     def _summary(self, trigger: str, outcomes: Outcomes, records: list[RecordResult]) -> dict[str, Any]:
@@ -193,6 +200,9 @@ class App:
             fields["error"] = error
         if outcomes.errors:
             fields["errors"] = outcomes.errors
+        failed = [o.job_id for o in outcomes.of("failed")]
+        if failed:
+            fields["failed_ids"] = failed[:MAX_LOGGED_IDS]
         self.log.info("invocation_summary", **fields)
 
 

@@ -15,7 +15,7 @@ from typing import Optional
 import requests
 
 from ..cmq_client import ApiCmqClient, CmqClient, CmqConfigError, DataflowCmqClient, parse_target
-from ..cos import CosClient, CredentialsSource
+from ..cos import CosClient, CredentialsSource, InvalidKeyError
 from ..http import Deadline
 from ..models import Job
 from ..settings import Settings
@@ -32,6 +32,8 @@ from .base import (
 from .cmq import CmqSink
 from .objects import ObjectSink
 from .store import FileObjectStore, ObjectStore, StoreError, store_from_url
+
+SAMPLE_JOB_ID = "jexample00000000000000"
 
 __all__ = [
     "CmqSink",
@@ -110,6 +112,11 @@ def build_sinks(
                 continue
             if url.startswith(("file://", "cos://")):
                 store = store_from_url(url, "RESULT_SINK", cos)
+                try:  # a prefix such as ".pending" passes URL parsing but gives keys no write would accept
+                    layout.render(store.prefix, SAMPLE_JOB_ID, "Success", "Transcode")
+                except InvalidKeyError as exc:
+                    raise SinkConfigError(f"RESULT_SINK {url!r}: its prefix gives unusable result keys ({exc})") \
+                        from None
                 concurrency = 1 if isinstance(store, FileObjectStore) else settings.ci_concurrency
                 sinks.append(ObjectSink(store, layout, concurrency))
             elif url.startswith(("cmq-queue://", "cmq-topic://")):
