@@ -143,6 +143,8 @@ def ids_from_json_object(text: str, field: str, limits: Limits) -> list[str]:
         doc = json.loads(text)
     except ValueError as exc:
         raise EventError(f"{field} is not valid JSON: {exc}", field) from None
+    except RecursionError:  # json's decoder recurses once per nesting level: "[[[[..." overflows it
+        raise EventError(f"{field} is JSON nested too deeply", field) from None
     if not isinstance(doc, dict) or "JobIds" not in doc:
         raise EventError(f'{field} must be a JSON object with "JobIds"', f"{field}.JobIds")
     return ids_from_value(doc["JobIds"], f"{field}.JobIds", limits)

@@ -41,7 +41,7 @@ class CKafkaRecord:
 def _int(value: Any) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 in the JSON is float("inf")
         return -1
 
 

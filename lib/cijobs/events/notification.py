@@ -82,7 +82,7 @@ def _as_list(value: Any) -> list[Any]:
 def _is_notification_json(text: str) -> bool:
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply for json's decoder
         return True  # not JSON we understand: let the normalizer say what is wrong
     if not isinstance(doc, dict):
         return False
