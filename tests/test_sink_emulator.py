@@ -162,6 +162,7 @@ def test_cmq_queue_and_topic(emu: Emulator) -> None:
 
 def test_cmq_injected_failures_retried(emu: Emulator) -> None:
     emu.faults.cmq.fail_rate = 0.3
+    emu.faults.inject_next("cmq", "fail")  # three batches may all miss the 30 %: one failure for certain
     sink = sink_for(emu, "cmq-queue://ap-guangzhou/results", ci_max_attempts=10)
     jobs = [job(i) for i in range(40)]
     assert all(r.ok for r in sink.write(jobs))
