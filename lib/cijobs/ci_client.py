@@ -26,7 +26,7 @@ from . import log
 from .credentials import Credentials
 from .http import RETRYABLE_EXCEPTIONS, Deadline, RetryPolicy, is_retryable_status, new_session, timeouts
 from .job_ids import dedupe, validate_job_id
-from .models import ErrorInfo, Job, JobFailure, QueryResult
+from .models import ErrorInfo, Job, JobFailure, QueryResult, ServiceError
 from .settings import BUCKET_RE, REGION_RE, Settings, SettingsError
 from .signing import CosSigner
 
@@ -36,7 +36,7 @@ TOKEN_HEADER = "x-ci-security-token"
 Normalizer = Callable[[bytes], dict[str, Any]]
 
 
-class CIError(Exception):
+class CIError(ServiceError):
     """One failed CI request (after retries), for the batch of ``job_ids`` it carried."""
 
     def __init__(
@@ -48,19 +48,12 @@ class CIError(Exception):
         job_ids: Sequence[str] = (),
         retryable: bool = False,
     ) -> None:
-        super().__init__(f"{code}: {message}" + (f" (HTTP {status})" if status else ""))
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
+        super().__init__(code, message, retryable=retryable, status=status, request_id=request_id,
+                         text=f"{code}: {message}" + (f" (HTTP {status})" if status else ""))
         self.job_ids = list(job_ids)
-        self.retryable = retryable
-
-    def error_info(self) -> ErrorInfo:
-        return ErrorInfo(self.code, self.message, self.status, self.request_id)
 
     def failures(self) -> list[JobFailure]:
-        info = self.error_info()
+        info = self.to_error_info()
         return [JobFailure(job_id, info, self.retryable) for job_id in self.job_ids]
 
 

@@ -36,7 +36,7 @@ from . import cmq_signing
 from .credentials import Credentials
 from .http import RETRYABLE_EXCEPTIONS, Deadline, RetryPolicy, is_retryable_status, new_session, timeouts
 from .log import get_logger
-from .models import ErrorInfo
+from .models import ServiceError
 from .settings import Settings
 
 MAX_BATCH = 16
@@ -50,20 +50,12 @@ class CmqConfigError(ValueError):
     """A CMQ setting is missing or malformed; the message names it."""
 
 
-class CmqError(Exception):
+class CmqError(ServiceError):
     """A send/publish failed; ``code`` is the CMQ code (as text) or a Cloud API error code."""
 
     def __init__(self, code: str, message: str, retryable: bool, status: Optional[int] = None,
                  request_id: Optional[str] = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.status = status
-        self.request_id = request_id
-
-    def to_error_info(self) -> ErrorInfo:
-        return ErrorInfo(self.code, self.message, self.status, self.request_id)
+        super().__init__(code, message, retryable=retryable, status=status, request_id=request_id)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from defusedxml import ElementTree as DET
 from .credentials import Credentials
 from .http import RETRYABLE_EXCEPTIONS, Deadline, RetryPolicy, is_retryable_status, new_session, timeouts
 from .log import get_logger
-from .models import ErrorInfo
+from .models import ServiceError
 from .settings import BUCKET_RE, REGION_RE, Settings
 from .signing import CosSigner
 
@@ -48,7 +48,7 @@ _COS_URL_RE = re.compile(r"^cos://(?P<bucket>[^./]+)\.(?P<region>[^/]+?)(?:/(?P<
 CredentialsSource = Callable[[], Credentials]
 
 
-class CosError(Exception):
+class CosError(ServiceError):
     """A COS request failed. ``status`` is None for network errors and timeouts."""
 
     def __init__(
@@ -59,15 +59,8 @@ class CosError(Exception):
         request_id: Optional[str] = None,
         retryable: bool = False,
     ) -> None:
-        super().__init__(f"{code} ({status}): {message}" if status else f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        self.retryable = retryable
-
-    def to_error_info(self) -> ErrorInfo:
-        return ErrorInfo(self.code, self.message, self.status, self.request_id)
+        super().__init__(code, message, retryable=retryable, status=status, request_id=request_id,
+                         text=f"{code} ({status}): {message}" if status else f"{code}: {message}")
 
 
 class InvalidKeyError(ValueError):

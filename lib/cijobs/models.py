@@ -23,6 +23,23 @@ class ErrorInfo:
                 "RequestId": self.request_id}
 
 
+class ServiceError(Exception):
+    """A failed call to a service (CI, COS, CMQ, an object store): ``code``, ``message``, whether a later
+    retry may help, the HTTP ``status`` (None for network errors) and the service's ``request_id``."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False, status: Optional[int] = None,
+                 request_id: Optional[str] = None, text: Optional[str] = None) -> None:
+        super().__init__(text if text is not None else f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+        self.request_id = request_id
+
+    def to_error_info(self) -> ErrorInfo:
+        return ErrorInfo(self.code, self.message, self.status, self.request_id)
+
+
 @dataclass(frozen=True)
 class JobFailure:
     job_id: str

@@ -25,27 +25,19 @@ from typing import Callable, Optional, Protocol
 
 from ..cos import CosClient, CosError, CosLocation, InvalidKeyError, parse_cos_url, validate_key
 from ..http import Deadline
-from ..models import ErrorInfo
+from ..models import ServiceError
 
 _TMP_SUFFIX = ".cijobs-tmp"
 
 
-class StoreError(Exception):
+class StoreError(ServiceError):
     """A store operation failed (``status`` is the HTTP status for COS, None for local files)."""
 
     def __init__(
         self, code: str, message: str, retryable: bool, status: Optional[int] = None,
         request_id: Optional[str] = None,
     ) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.status = status
-        self.request_id = request_id
-
-    def to_error_info(self) -> ErrorInfo:
-        return ErrorInfo(self.code, self.message, self.status, self.request_id)
+        super().__init__(code, message, retryable=retryable, status=status, request_id=request_id)
 
     @classmethod
     def from_cos(cls, exc: CosError) -> StoreError:
