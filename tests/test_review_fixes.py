@@ -328,3 +328,56 @@ def test_ckafka_jobs_that_cannot_be_parked_are_logged_at_error_level(emu_env, ca
     assert lost["level"] == "error" and lost["job_ids"] == [OK, CB] and lost["count"] == 2
     [line] = [line for line in lines if line["event"] == "invocation_summary"]
     assert line["failed_ids"] == [OK, CB]
+
+
+# -- RetryPolicy.run: the one retry loop of CI, COS and both CMQ clients -----------------------------------
+
+
+class FixedRng:
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_retry_policy_run_retries_only_retryable_errors_within_attempts_and_deadline():
+    from cijobs.http import RetryPolicy
+    from cijobs.models import ServiceError
+
+    policy = RetryPolicy(max_attempts=3, base_delay_s=0.1, max_delay_s=1.0, rng=FixedRng())  # type: ignore[arg-type]
+    slept: list[float] = []
+    retried: list[tuple[int, str, float]] = []
+
+    def flaky(n: int) -> str:
+        if n < 3:
+            raise ServiceError("InternalError", "try again", retryable=True)
+        return f"ok after {n}"
+
+    assert policy.run(flaky, Deadline.never(), slept.append, lambda n, e, d: retried.append((n, e.code, d))) \
+        == "ok after 3"
+    assert slept == [0.1, 0.2] and retried == [(1, "InternalError", 0.1), (2, "InternalError", 0.2)]
+
+    calls: list[int] = []
+
+    def always(code: str, retryable: bool):
+        def attempt(n: int) -> str:
+            calls.append(n)
+            raise ServiceError(code, "no", retryable=retryable)
+        return attempt
+
+    with pytest.raises(ServiceError, match="AccessDenied"):
+        policy.run(always("AccessDenied", False), Deadline.never(), slept.append)
+    assert calls == [1]
+    calls.clear()
+    with pytest.raises(ServiceError, match="SlowDown"):  # max attempts
+        policy.run(always("SlowDown", True), Deadline.never(), lambda _s: None)
+    assert calls == [1, 2, 3]
+    calls.clear()
+    with pytest.raises(ServiceError):  # the 0.1 s backoff does not fit in 0.05 s
+        policy.run(always("SlowDown", True), Deadline(0.05, clock=lambda: 0.0), lambda _s: None)
+    assert calls == [1]
+
+    now = [0.0]
+    calls.clear()
+    with pytest.raises(ServiceError, match="SlowDown"):  # the deadline passed while sleeping: no new attempt
+        policy.run(always("SlowDown", True), Deadline(0.15, clock=lambda: now[0]),
+                   lambda s: now.__setitem__(0, now[0] + 1.0))
+    assert calls == [1]

@@ -170,18 +170,17 @@ class JobClient:
                 None, "DeadlineExceeded", "no time left to send this request", None, ids, retryable=True))
         url = f"{self._target.base_url}/jobs/{','.join(ids)}"
         headers = {"Host": self._target.host_header} if self._target.host_header else {}
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def once(attempt: int) -> _BatchOutcome:
             outcome = self._attempt(url, headers, ids, signer, deadline, attempt)
-            if outcome.error is None or not outcome.error.retryable:
-                return outcome
-            delay = self._policy.delay(attempt)
-            if not self._policy.should_retry(attempt, deadline, delay):
-                return outcome
-            self._sleep(delay)
-            if deadline.expired():
-                return outcome
+            if outcome.error is not None:
+                raise outcome.error
+            return outcome
+
+        try:
+            return self._policy.run(once, deadline, self._sleep)
+        except CIError as err:
+            return _BatchOutcome(ids, error=err)
 
     def _attempt(
         self, url: str, headers: dict[str, str], ids: list[str], signer: CosSigner, deadline: Deadline, attempt: int

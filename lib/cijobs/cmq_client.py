@@ -143,22 +143,15 @@ class DataflowCmqClient:
              deadline: Optional[Deadline] = None) -> list[str]:
         deadline = deadline or Deadline.never()
         action_params = build_params(target, bodies, tags)
-        attempt = 0
-        while True:
-            attempt += 1
-            if deadline.expired():
-                raise CmqError("DeadlineExceeded", f"{action_params['Action']}: no time left", True)
-            try:
-                return self._once(action_params, len(bodies), deadline)
-            except CmqError as exc:
-                if not exc.retryable:
-                    raise
-                delay = self._policy.delay(attempt)
-                if not self._policy.should_retry(attempt, deadline, delay):
-                    raise
-                self._log.info("cmq_retry", action=action_params["Action"], target=target.url, attempt=attempt,
-                               code=exc.code, delay_s=round(delay, 3))
-                self._sleep(delay)
+        if deadline.expired():
+            raise CmqError("DeadlineExceeded", f"{action_params['Action']}: no time left", True)
+
+        def on_retry(attempt: int, exc: ServiceError, delay: float) -> None:
+            self._log.info("cmq_retry", action=action_params["Action"], target=target.url, attempt=attempt,
+                           code=exc.code, delay_s=round(delay, 3))
+
+        return self._policy.run(lambda _n: self._once(action_params, len(bodies), deadline), deadline,
+                                self._sleep, on_retry)
 
     def _once(self, action_params: dict[str, str], count: int, deadline: Deadline) -> list[str]:
         creds = self._creds()
@@ -255,20 +248,13 @@ class ApiCmqClient:
         if len(bodies) != 1:
             raise ValueError("ApiCmqClient sends one message per call (max_batch == 1)")
         deadline = deadline or Deadline.never()
-        attempt = 0
-        while True:
-            attempt += 1
-            if deadline.expired():
-                raise CmqError("DeadlineExceeded", "no time left", True)
-            try:
-                return [self._once(target, bodies[0], tags)]
-            except CmqError as exc:
-                delay = self._policy.delay(attempt)
-                if not exc.retryable or not self._policy.should_retry(attempt, deadline, delay):
-                    raise
-                self._log.info("cmq_retry", target=target.url, attempt=attempt, code=exc.code,
-                               delay_s=round(delay, 3))
-                self._sleep(delay)
+        if deadline.expired():
+            raise CmqError("DeadlineExceeded", "no time left", True)
+
+        def on_retry(attempt: int, exc: ServiceError, delay: float) -> None:
+            self._log.info("cmq_retry", target=target.url, attempt=attempt, code=exc.code, delay_s=round(delay, 3))
+
+        return [self._policy.run(lambda _n: self._once(target, bodies[0], tags), deadline, self._sleep, on_retry)]
 
     def _once(self, target: CmqTarget, body: str, tags: Sequence[str]) -> str:
         from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException

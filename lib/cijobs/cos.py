@@ -341,11 +341,10 @@ class CosClient:
         hdrs = dict(headers or {})
         if host:
             hdrs["Host"] = host
-        attempt = 0
-        while True:
-            attempt += 1
-            if deadline.expired():
-                raise CosError(None, "DeadlineExceeded", f"{method} {key or '/'}: no time left", retryable=True)
+        if deadline.expired():
+            raise CosError(None, "DeadlineExceeded", f"{method} {key or '/'}: no time left", retryable=True)
+
+        def once(_attempt: int) -> requests.Response:
             error: CosError
             try:
                 creds = self._credentials()
@@ -370,11 +369,10 @@ class CosClient:
                     error = CosError(resp.status_code, "UnexpectedRedirect",
                                      f"COS answered {resp.status_code}; redirects are not followed",
                                      error.request_id, False)
-            if not error.retryable:
-                raise error
-            delay = self._policy.delay(attempt)
-            if not self._policy.should_retry(attempt, deadline, delay):
-                raise error
+            raise error
+
+        def on_retry(attempt: int, error: ServiceError, delay: float) -> None:
             self._log.info("cos_retry", method=method, key=key, attempt=attempt, code=error.code,
                            status=error.status, delay_s=round(delay, 3))
-            self._sleep(delay)
+
+        return self._policy.run(once, deadline, self._sleep, on_retry)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from .models import ServiceError
+
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+T = TypeVar("T")
 
 
 class Deadline:
@@ -57,6 +60,37 @@ class RetryPolicy:
     def should_retry(self, attempt: int, deadline: Deadline, delay: float) -> bool:
         """True when another attempt is allowed and its backoff fits in the time left."""
         return attempt < self.max_attempts and deadline.remaining() > delay
+
+    def run(
+        self,
+        attempt: Callable[[int], T],
+        deadline: Deadline,
+        sleep: Callable[[float], None],
+        on_retry: Optional[Callable[[int, ServiceError, float], None]] = None,
+    ) -> T:
+        """``attempt(n)`` for n = 1, 2, ... until it returns; it raises a :class:`ServiceError` to fail.
+
+        A retryable error is retried after a full-jitter backoff while attempts remain and the backoff
+        fits in the time left (``on_retry(n, error, delay)`` is called before sleeping); the deadline is
+        checked again after sleeping. The last error is raised. Checking the deadline before the first
+        attempt is the caller's (it knows what to report).
+        """
+        n = 0
+        while True:
+            n += 1
+            try:
+                return attempt(n)
+            except ServiceError as exc:
+                if not exc.retryable:
+                    raise
+                delay = self.delay(n)
+                if not self.should_retry(n, deadline, delay):
+                    raise
+                if on_retry is not None:
+                    on_retry(n, exc, delay)
+                sleep(delay)
+                if deadline.expired():
+                    raise
 
 
 def is_retryable_status(status: int) -> bool:
