@@ -145,7 +145,8 @@ def _epoch(value: Any) -> Optional[float]:
     return None
 
 
-def _error_fields(error: Any) -> tuple[str, str]:
+def error_fields(error: Any) -> tuple[str, str]:
+    """``(code, message)`` of an ErrorInfo, a ServiceError-like exception, or any exception."""
     if isinstance(error, ErrorInfo):
         return error.code, error.message
     code = getattr(error, "code", None)
@@ -216,7 +217,7 @@ class Pipeline:
         try:
             entries = list(self.pending.list())
         except Exception as exc:  # registry unreadable: still do the Message's IDs, then report
-            code, message = _error_fields(exc)
+            code, message = error_fields(exc)
             self.log.error("pending_list_failed", error_code=code, error=message)
             out.errors.append(f"pending registry could not be listed: {code}: {message}")
             entries = []
@@ -281,7 +282,7 @@ class Pipeline:
             try:
                 result = self.client.query(to_query, deadline)
             except Exception as exc:
-                code, message = _error_fields(exc)
+                code, message = error_fields(exc)
                 retryable = bool(getattr(exc, "retryable", True))
                 self.log.warning("query_failed", error_code=code, error=message, ids=len(to_query))
                 self._defer_failures(to_query, source, registered, code, message, retryable, out)
@@ -328,7 +329,7 @@ class Pipeline:
         try:
             results = list(self.sink.write(jobs, deadline))
         except Exception as exc:  # a sink must not raise per job; if it does, nothing was confirmed
-            code, message = _error_fields(exc)
+            code, message = error_fields(exc)
             self.log.error("sink_raised", error_code=code, error=message)
             results = []
         by_id = {r.job_id: r for r in results}
@@ -344,7 +345,7 @@ class Pipeline:
             if r is None:
                 code, message, retryable = "WriteNotConfirmed", "the sink did not confirm the write", True
             else:
-                code, message = _error_fields(r.error) if r.error is not None else ("WriteFailed", "write failed")
+                code, message = error_fields(r.error) if r.error is not None else ("WriteFailed", "write failed")
                 retryable = bool(r.retryable)
             self.log.warning("write_failed", job_id=job_id, error_code=code, error=message, retryable=retryable)
             self._defer_failures([job_id], source, registered, code, message, retryable, out, state=state)
@@ -422,9 +423,9 @@ class Pipeline:
                     fid = getattr(f, "job_id", None)
                     if isinstance(fid, str):
                         err = getattr(f, "error", None)
-                        failed[fid] = "{}: {}".format(*_error_fields(err)) if err is not None else "add failed"
+                        failed[fid] = "{}: {}".format(*error_fields(err)) if err is not None else "add failed"
             except Exception as exc:
-                text = "{}: {}".format(*_error_fields(exc))
+                text = "{}: {}".format(*error_fields(exc))
                 failed = dict.fromkeys(group, text)
             for job_id in group:
                 if job_id in failed:
@@ -443,7 +444,7 @@ class Pipeline:
         try:
             self.pending.remove(ids)
         except Exception as exc:  # harmless: the next tick sees them again and the writes are idempotent
-            code, message = _error_fields(exc)
+            code, message = error_fields(exc)
             self.log.warning("pending_remove_failed", ids=len(ids), error_code=code, error=message)
 
 

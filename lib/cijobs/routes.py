@@ -33,9 +33,9 @@ from .events import (
 )
 from .events.base import ids_from_json_object
 from .http import Deadline
-from .job_ids import split_ids, validate_job_id
+from .job_ids import dedupe, split_ids, validate_job_id
 from .log import get_logger
-from .pipeline import FAILED, Outcomes, Pipeline
+from .pipeline import FAILED, Outcomes, Pipeline, error_fields
 from .settings import Settings
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -136,20 +136,14 @@ class Router:
     # -- routes ---------------------------------------------------------------------------------
 
     def get_jobs(self, segment: str, deadline: Deadline) -> HttpResponse:
-        ids = _unique(split_ids(unquote(segment)))
-        if not ids:
-            raise EventError("JobIds: the path names no job ID (GET /jobs/{id1,id2,...})", "JobIds")
+        ids = dedupe(split_ids(unquote(segment)))
         if len(ids) > self.limits.max_ids:
             raise EventError(f"JobIds: at most {self.limits.max_ids} job IDs per request, got {len(ids)}", "JobIds")
-        bad = [i for i in ids if not validate_job_id(i)]
-        if bad:
-            shown = ", ".join(repr(b[:70]) for b in bad[:5])
-            raise EventError(f"JobIds: invalid job ID(s): {shown}", "JobIds")
+        _require_valid(ids, "JobIds: the path names no job ID (GET /jobs/{id1,id2,...})")
         try:
             result = self.pipeline.lookup(ids, deadline)
         except Exception as exc:
-            code = str(getattr(exc, "code", None) or type(exc).__name__)
-            message = str(getattr(exc, "message", None) or exc)
+            code, message = error_fields(exc)
             self.log.warning("lookup_failed", error_code=code, error=message)
             return error(502, code, f"CI could not be queried: {message}")
         answered = len(result.jobs) + len(result.nonexistent) + len(result.invalid)
@@ -195,13 +189,10 @@ def _text(body: bytes) -> str:
         raise EventError("body is not UTF-8 text", "body") from None
 
 
-def _unique(ids: list[str]) -> list[str]:
-    return list(dict.fromkeys(ids))
-
-
-def _require_valid(ids: list[str]) -> None:
+def _require_valid(ids: list[str], empty: str = "JobIds must name at least one job ID") -> None:
+    """At least one ID, and every ID a valid CI job ID (else a 400 naming the first bad ones)."""
     if not ids:
-        raise EventError("JobIds must name at least one job ID", "JobIds")
+        raise EventError(empty, "JobIds")
     bad = [i for i in ids if not validate_job_id(i)]
     if bad:
         shown = ", ".join(repr(b[:70]) for b in bad[:5])
