@@ -102,6 +102,13 @@ def build_params(target: CmqTarget, bodies: Sequence[str], tags: Sequence[str]) 
     return params
 
 
+def cmq_credentials(settings: Settings, credentials: CredentialsSource) -> Credentials:
+    """CMQ_SECRET_ID/CMQ_SECRET_KEY when both are set (a dedicated CMQ key), else the function's role."""
+    if settings.cmq_secret_id and settings.cmq_secret_key:
+        return Credentials(settings.cmq_secret_id, settings.cmq_secret_key, None)
+    return credentials()
+
+
 class DataflowCmqClient:
     """TDMQ CMQ HTTP data-flow API client (thread-safe)."""
 
@@ -134,11 +141,6 @@ class DataflowCmqClient:
         self._host = cmq_signing.host_of(settings.cmq_endpoint)
         self._log = get_logger("cijobs.cmq")
 
-    def _creds(self) -> Credentials:
-        if self._settings.cmq_secret_id and self._settings.cmq_secret_key:
-            return Credentials(self._settings.cmq_secret_id, self._settings.cmq_secret_key, None)
-        return self._credentials()
-
     def send(self, target: CmqTarget, bodies: Sequence[str], tags: Sequence[str] = (),
              deadline: Optional[Deadline] = None) -> list[str]:
         deadline = deadline or Deadline.never()
@@ -154,7 +156,7 @@ class DataflowCmqClient:
                                 self._sleep, on_retry)
 
     def _once(self, action_params: dict[str, str], count: int, deadline: Deadline) -> list[str]:
-        creds = self._creds()
+        creds = cmq_credentials(self._settings, self._credentials)
         params: dict[str, str] = dict(action_params)
         params.update(cmq_signing.common_params(
             action_params["Action"], creds.secret_id, self._clock(), self._rng.randint(1, 2**31 - 1),
@@ -238,11 +240,6 @@ class ApiCmqClient:
         return tdmq_client.TdmqClient(credential.Credential(creds.secret_id, creds.secret_key, creds.token),
                                       region, profile)
 
-    def _creds(self) -> Credentials:
-        if self._settings.cmq_secret_id and self._settings.cmq_secret_key:
-            return Credentials(self._settings.cmq_secret_id, self._settings.cmq_secret_key, None)
-        return self._credentials()
-
     def send(self, target: CmqTarget, bodies: Sequence[str], tags: Sequence[str] = (),
              deadline: Optional[Deadline] = None) -> list[str]:
         if len(bodies) != 1:
@@ -261,7 +258,7 @@ class ApiCmqClient:
         from tencentcloud.tdmq.v20200217 import models
 
         try:
-            client = self._sdk_factory(self._creds(), target.region)
+            client = self._sdk_factory(cmq_credentials(self._settings, self._credentials), target.region)
             if target.kind == "queue":
                 req: Any = models.SendCmqMsgRequest()
                 req.QueueName, req.MsgContent, req.DelaySeconds = target.name, body, 0

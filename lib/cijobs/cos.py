@@ -77,7 +77,12 @@ class CosLocation:
 
     def key(self, *parts: str) -> str:
         """``prefix/part/part`` without empty segments."""
-        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
+        return join_key(self.prefix, *parts)
+
+
+def join_key(*parts: str) -> str:
+    """The parts joined with ``/``, each stripped of ``/`` at both ends, empty ones left out."""
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
 
 
 def parse_cos_url(url: str, name: str = "cos URL") -> CosLocation:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol
 
-from ..cos import CosClient, CosError, CosLocation, InvalidKeyError, parse_cos_url, validate_key
+from ..cos import CosClient, CosError, CosLocation, InvalidKeyError, join_key, parse_cos_url, validate_key
 from ..http import Deadline
 from ..models import ServiceError
 
@@ -83,10 +83,6 @@ class ObjectStore(Protocol):
     def pointer(self, key: str) -> dict[str, str]: ...
 
 
-def _join(prefix: str, parts: tuple[str, ...]) -> str:
-    return "/".join(p.strip("/") for p in (prefix, *parts) if p.strip("/"))
-
-
 class CosObjectStore:
     """Objects under ``cos://bucket.region/prefix``."""
 
@@ -97,7 +93,7 @@ class CosObjectStore:
         self.description = f"cos://{location.bucket}.{location.region}/{location.prefix}".rstrip("/")
 
     def key(self, *parts: str) -> str:
-        return _join(self.prefix, parts)
+        return join_key(self.prefix, *parts)
 
     def create(self, key: str, body: bytes, content_type: str, meta: Mapping[str, str],
                deadline: Optional[Deadline] = None) -> bool:
@@ -166,7 +162,7 @@ class FileObjectStore:
         self.description = f"file://{self.root}"
 
     def key(self, *parts: str) -> str:
-        return _join(self.prefix, parts)
+        return join_key(self.prefix, *parts)
 
     def path(self, key: str) -> str:
         validate_key(key)
