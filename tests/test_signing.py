@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from qcloud_cos import CosConfig, CosS3Client
 
-from cijobs import signing
+from cijobs import ci_client, cos, signing
 from cijobs.credentials import Credentials
 
 SECRET_ID = "AKIDtestSecretId0001"
@@ -226,7 +226,7 @@ def test_cos_signer_on_prepared_request_matches_sdk(monkeypatch: pytest.MonkeyPa
     conf = _conf()
     endpoint = "ci.ap-chongqing.myqcloud.com" if ci else "cos.ap-guangzhou.myqcloud.com"
     url = conf.uri(bucket="examplebucket-1250000000", path=path, endpoint=endpoint)
-    token_header = signing.token_header_for_host(url)
+    token_header = ci_client.TOKEN_HEADER if ci else cos.TOKEN_HEADER  # what JobClient / CosClient send
     sdk_headers = dict(headers)
     if token:
         sdk_headers[token_header] = token
@@ -242,12 +242,6 @@ def test_cos_signer_on_prepared_request_matches_sdk(monkeypatch: pytest.MonkeyPa
 
 
 # --------------------------------------------------------------------------- token header + whole-SDK request
-def test_token_header_for_host() -> None:
-    assert signing.token_header_for_host(CI_HOST) == "x-ci-security-token"
-    assert signing.token_header_for_host(COS_HOST) == "x-cos-security-token"
-    assert signing.token_header_for_host(None) == "x-cos-security-token"
-
-
 @responses.activate
 def test_ci_request_with_token_matches_sdk_ci_get_media_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     """The SDK's own ci_get_media_jobs request (captured) carries the same token header and signature."""

@@ -43,7 +43,6 @@ MAX_LOGGED_IDS = 50  # job IDs named in one log line (summary, failures)
 # Invoke may be async (InvocationType=Event) and the context does not say which, so it raises too (a
 # synchronous caller gets the error, naming the jobs, instead of a summary it might not check).
 RAISING_TRIGGERS = frozenset({TimerEvent.kind, CMQTopicEvent.kind, DirectInvokeEvent.kind})
-ASYNC_TRIGGERS = RAISING_TRIGGERS  # former name
 
 
 class InvocationFailedError(RuntimeError):

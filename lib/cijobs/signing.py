@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
-from typing import Callable, Optional
+from typing import Callable
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import requests
@@ -160,8 +160,3 @@ class CosSigner(AuthBase):
             self._expire_s,
         )
         return r
-
-
-def token_header_for_host(host: Optional[str]) -> str:
-    """``x-ci-security-token`` on CI hosts, ``x-cos-security-token`` elsewhere."""
-    return "x-ci-security-token" if host and ".ci." in host else "x-cos-security-token"
