@@ -381,3 +381,15 @@ def test_retry_policy_run_retries_only_retryable_errors_within_attempts_and_dead
         policy.run(always("SlowDown", True), Deadline(0.15, clock=lambda: now[0]),
                    lambda s: now.__setitem__(0, now[0] + 1.0))
     assert calls == [1]
+
+
+def test_build_app_shares_one_cos_client_and_session_between_sink_and_registry():
+    from cijobs.app import build_app
+
+    env = {"CI_BUCKET": BUCKET, "CI_REGION": REGION, "RESULT_SINK": f"cos://{BUCKET}.{REGION}/results",
+           "PENDING_STORE": f"cos://{BUCKET}.{REGION}/state"}
+    app = build_app(env)
+    sink_cos = app.pipeline.sink.store._client  # type: ignore[attr-defined]
+    registry_cos = app.pipeline.pending.store._client  # type: ignore[attr-defined]
+    assert sink_cos is registry_cos
+    assert sink_cos._session is app.pipeline.client._session  # type: ignore[attr-defined]

@@ -222,11 +222,14 @@ def build_app(
         return credentials_from_env(live_env)
 
     from .ci_client import JobClient
+    from .cos import CosClient
     from .pending import build_pending_store
     from .sinks import build_sinks
 
+    # One pooled session (keep-alive) for CI, COS (results, claim checks, registry) and CMQ.
     session = new_session(settings.ci_concurrency)
     client = JobClient(settings, credentials=credentials, session=session)
-    sink = build_sinks(settings, credentials, session=session)
-    pending = build_pending_store(settings, credentials)
+    cos = CosClient(settings, credentials, session=session)
+    sink = build_sinks(settings, credentials, session=session, cos_client=cos)
+    pending = build_pending_store(settings, credentials, cos_client=cos)
     return App(settings, Pipeline(settings, client, sink, pending), env)
