@@ -393,3 +393,18 @@ def test_build_app_shares_one_cos_client_and_session_between_sink_and_registry()
     registry_cos = app.pipeline.pending.store._client  # type: ignore[attr-defined]
     assert sink_cos is registry_cos
     assert sink_cos._session is app.pipeline.client._session  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_cmq_dataflow_redirect_is_a_final_error_and_not_followed(status):
+    from cijobs.cmq_client import CmqError, CmqTarget, DataflowCmqClient
+
+    url = "http://gz.mqadapter.cmq.tencentyun.com/v2/index.php"
+    with responses.RequestsMock() as r:
+        r.add(responses.POST, url, status=status, headers={"Location": "https://evil.example/steal"})
+        client = DataflowCmqClient(Settings(cmq_endpoint="http://gz.mqadapter.cmq.tencentyun.com"),
+                                   lambda: Credentials("AKID", "k"), sleep=lambda _s: None)
+        with pytest.raises(CmqError) as exc:
+            client.send(CmqTarget("queue", REGION, "q"), ["{}"])
+        assert len(r.calls) == 1  # nothing sent to the Location (responses would refuse an unknown URL)
+    assert (exc.value.code, exc.value.status, exc.value.retryable) == (f"HTTP{status}", status, False)

@@ -192,12 +192,6 @@ class JobClient:
                 url, headers=headers, auth=signer, allow_redirects=False,
                 timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
             )
-        except requests.TooManyRedirects as exc:
-            # Sessions from http.new_session have max_redirects=0, so requests raises on a 3xx
-            # even with allow_redirects=False; nothing was followed, the 3xx is on the exception.
-            if exc.response is None:
-                raise
-            resp = exc.response
         except RETRYABLE_EXCEPTIONS as exc:
             code = "Timeout" if isinstance(exc, requests.Timeout) else "ConnectionError"
             err = CIError(None, code, type(exc).__name__, None, ids, retryable=True)

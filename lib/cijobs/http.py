@@ -108,14 +108,14 @@ RETRYABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (
 def new_session(pool_size: int = 16) -> requests.Session:
     """A keep-alive session with a connection pool sized for ``pool_size`` parallel requests.
 
-    urllib3's own retries are off: retries are ours (policy + deadline).
-    Redirects are refused for every request made through it.
+    urllib3's own retries are off: retries are ours (policy + deadline). Every signed request passes
+    ``allow_redirects=False``, so a 3xx comes back as a response (never followed) and each client turns
+    it into a final error.
     """
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    session.max_redirects = 0
     session.trust_env = False  # no proxy or netrc from the environment for signed calls
     return session
 
