@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ..job_ids import dedupe, split_ids
 from ..models import Job
 
 # Header and query names whose values never appear in a repr.
@@ -109,17 +110,9 @@ class JobRequest:
     jobs: tuple[Job, ...] = ()
 
 
-def _dedupe(ids: list[str]) -> list[str]:
-    from ..job_ids import dedupe
-
-    return dedupe(ids)
-
-
 def ids_from_value(value: Any, field: str, limits: Limits) -> list[str]:
     """A ``JobIds`` value: a list of strings or one comma-separated string."""
     if isinstance(value, str):
-        from ..job_ids import split_ids
-
         ids = split_ids(value)
     elif isinstance(value, list):
         if not all(isinstance(v, str) for v in value):
@@ -127,7 +120,7 @@ def ids_from_value(value: Any, field: str, limits: Limits) -> list[str]:
         ids = [v.strip() for v in value if v.strip()]
     else:
         raise EventError(f"{field} must be a list of job ID strings or a comma-separated string", field)
-    ids = _dedupe(ids)
+    ids = dedupe(ids)
     if len(ids) > limits.max_ids:
         raise EventError(f"{field}: at most {limits.max_ids} job IDs per request, got {len(ids)}", field)
     return ids
