@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 _here = os.path.dirname(os.path.abspath(__file__))
 _lib = os.path.join(os.path.dirname(_here), "lib")
 if os.path.isdir(os.path.join(_lib, "cijobs")) and _lib not in sys.path:  # running from a checkout
     sys.path.insert(0, _lib)
 
-from cijobs.app import App, build_app  # noqa: E402
+from cijobs.app import load_app  # noqa: E402
 
-_app: Optional[App] = None
+_app: Optional[Callable[[Any, Any], Any]] = None
 
 
 def main_handler(event: Any, context: Any) -> Any:
     global _app  # noqa: PLW0603 - one app per container is the point
     if _app is None:
-        _app = build_app(os.environ)
+        _app = load_app(os.environ)
     return _app(event, context)
 
 

@@ -233,3 +233,37 @@ def build_app(
     sink = build_sinks(settings, credentials, session=session, cos_client=cos)
     pending = build_pending_store(settings, credentials, cos_client=cos)
     return App(settings, Pipeline(settings, client, sink, pending), env)
+
+
+class ConfigurationError(RuntimeError):
+    """The function's settings are invalid; the message names the variable (never a secret value)."""
+
+
+class MisconfiguredApp:
+    """Stands in for :class:`App` when the settings cannot be built.
+
+    Every invocation logs one structured ``configuration_error`` line. A waiting HTTP caller gets a
+    503 JSON answer; any other trigger raises :class:`ConfigurationError`, so SCF keeps the event
+    (async retries, then the dead-letter queue) until the configuration is fixed: nothing is lost.
+    """
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.log = log.get_logger("cijobs.app")
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        ctx: Mapping[str, Any] = context if isinstance(context, Mapping) else {}
+        log.bind_invocation(request_id=ctx.get("request_id"), function_name=ctx.get("function_name"))
+        self.log.error("configuration_error", error=self.message)
+        if isinstance(event, Mapping) and "httpMethod" in event:
+            return error(503, "ConfigurationError", self.message).to_event_response()
+        raise ConfigurationError(self.message)
+
+
+def load_app(env: Optional[Mapping[str, str]] = None) -> Callable[[Any, Any], Any]:
+    """``build_app``, or a :class:`MisconfiguredApp` when a setting is invalid (for the SCF handler)."""
+    try:
+        return build_app(env)
+    except ValueError as exc:  # SettingsError, SinkConfigError, CmqConfigError, bad store URLs
+        log.configure()
+        return MisconfiguredApp(str(exc))
