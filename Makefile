@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench package clean
+.PHONY: run test lint typecheck unit bench soak package clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 2; }
@@ -31,9 +31,18 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
+## Benchmarks (figures and ratios against a baseline measured in the same run; see README).
 bench: $(STAMP)
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/normalize.py
+	$(BIN)/python bench/sinks.py
+	$(BIN)/python bench/coldstart.py
+	$(BIN)/python bench/emulator.py 200
+	$(BIN)/python bench/hostile.py
+
+## 10,000-job soak under faults (about 4 minutes); last line: soak: jobs=... lost=0 duplicated=0 ...
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 ## Build the SCF code package dist/cijobs.zip (and dist/cijobs/, the src of serverless.yml).
 ## CMQ_MODE=api make package adds the Tencent Cloud SDK needed by that mode.
