@@ -19,3 +19,15 @@ def _reset_logging():
     yield
     log.configure("debug")
     log.bind_invocation()
+
+
+@pytest.fixture
+def log_stream():
+    """The test's structured log, as JSON lines in a private buffer (read it with ``.getvalue()``)."""
+    import io
+
+    from cijobs import log
+
+    stream = io.StringIO()
+    log.configure("debug", stream)
+    yield stream

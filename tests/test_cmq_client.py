@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
 import random
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
 import requests
 import responses
-import structlog
 
-from cijobs import cmq_signing, log
+from cijobs import cmq_signing
 from cijobs.cmq_client import (
     ApiCmqClient,
     CmqConfigError,
@@ -28,15 +25,7 @@ from cijobs.credentials import Credentials
 from cijobs.http import Deadline
 from cijobs.settings import Settings
 
-
-@pytest.fixture(autouse=True)
-def log_stream() -> Iterator[io.StringIO]:
-    """Log to a private buffer (other tests may leave structlog bound to a closed capture stream)."""
-    saved = structlog.get_config()
-    stream = io.StringIO()
-    log.configure("debug", stream)
-    yield stream
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 
 
 ENDPOINT = "http://gz.mqadapter.cmq.tencentyun.com"

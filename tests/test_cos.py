@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import random
-from collections.abc import Iterator
 
 import pytest
 import requests
 import responses
-import structlog
 
-from cijobs import log
 from cijobs.cos import CosClient, CosError, InvalidKeyError, parse_cos_url, parse_list, validate_key
 from cijobs.credentials import Credentials
 from cijobs.http import Deadline
@@ -26,14 +22,7 @@ URL = f"https://{HOST}"
 CREDS = Credentials("AKIDtest", "test-secret-key", "tmp-token-xyz")
 
 
-@pytest.fixture(autouse=True)
-def log_stream() -> Iterator[io.StringIO]:
-    """Log to a private buffer (other tests may leave structlog bound to a closed capture stream)."""
-    saved = structlog.get_config()
-    stream = io.StringIO()
-    log.configure("debug", stream)
-    yield stream
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 
 
 def error_xml(code: str, message: str = "msg", request_id: str = "rid-1") -> str:

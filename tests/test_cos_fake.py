@@ -4,7 +4,6 @@ with injectable failures; used by the sink and pending tests. Its own behaviour 
 from __future__ import annotations
 
 import contextlib
-import io
 import random
 import re
 from collections.abc import Iterator
@@ -15,9 +14,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import requests
 import responses
-import structlog
 
-from cijobs import log
 from cijobs.cos import CosClient, CosError
 from cijobs.credentials import Credentials
 from cijobs.settings import Settings
@@ -28,14 +25,7 @@ HOST = f"{BUCKET}.cos.{REGION}.myqcloud.com"
 CREDS = Credentials("AKIDtest", "test-secret-key", None)
 
 
-@pytest.fixture(autouse=True)
-def log_stream() -> Iterator[io.StringIO]:
-    """Log to a private buffer (other tests may leave structlog bound to a closed capture stream)."""
-    saved = structlog.get_config()
-    stream = io.StringIO()
-    log.configure("debug", stream)
-    yield stream
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 
 
 def _err(status: int, code: str) -> tuple[int, dict[str, str], str]:

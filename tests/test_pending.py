@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
-from cijobs import log
 from cijobs.cos import parse_cos_url
 from cijobs.pending import PendingError, PendingStore, build_pending_store
 from cijobs.settings import Settings
@@ -17,15 +14,7 @@ from cijobs.sinks import KeyLayout, ObjectSink
 from cijobs.sinks.store import CosObjectStore, FileObjectStore, ObjectStore
 from test_cos_fake import BUCKET, CREDS, REGION, FakeCos, make_client, serve_fake_cos
 
-
-@pytest.fixture(autouse=True)
-def log_stream() -> Iterator[io.StringIO]:
-    """Log to a private buffer (other tests may leave structlog bound to a closed capture stream)."""
-    saved = structlog.get_config()
-    stream = io.StringIO()
-    log.configure("debug", stream)
-    yield stream
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 
 
 IDS = [f"j{i:032x}" for i in range(5)]

@@ -9,15 +9,11 @@
 
 from __future__ import annotations
 
-import io
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 
-from cijobs import log
 from cijobs.app import App, InvocationFailedError
 from cijobs.ci_client import JobClient
 from cijobs.cos import CosClient
@@ -35,13 +31,7 @@ CREDS = Credentials("AKIDreliab", "reliability-secret-key", None)
 ENV = {"TENCENTCLOUD_SECRETID": CREDS.secret_id, "TENCENTCLOUD_SECRETKEY": CREDS.secret_key}
 
 
-@pytest.fixture(autouse=True)
-def log_stream() -> Iterator[io.StringIO]:
-    saved = structlog.get_config()
-    stream = io.StringIO()
-    log.configure("info", stream)
-    yield stream
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 
 
 class EmuClock:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-import structlog
 
-from cijobs import log
 from cijobs.cmq_client import CmqError, CmqTarget
 from cijobs.credentials import Credentials
 from cijobs.http import Deadline
@@ -21,15 +18,7 @@ from cijobs.sinks import CmqSink, build_sinks, canonical_json
 from cijobs.sinks.cmq import topic_tags
 from cijobs.sinks.store import FileObjectStore
 
-
-@pytest.fixture(autouse=True)
-def log_stream() -> Iterator[io.StringIO]:
-    """Log to a private buffer (other tests may leave structlog bound to a closed capture stream)."""
-    saved = structlog.get_config()
-    stream = io.StringIO()
-    log.configure("debug", stream)
-    yield stream
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 
 
 QUEUE = CmqTarget("queue", "ap-guangzhou", "results")

@@ -10,9 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 
-from cijobs import log
 from cijobs.cmq_client import DataflowCmqClient
 from cijobs.cos import CosClient
 from cijobs.credentials import Credentials
@@ -25,14 +23,7 @@ BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 CREDS = Credentials("AKIDemu", "emu-secret-key", "emu-session-token")
 
 
-@pytest.fixture(autouse=True)
-def log_stream() -> Iterator[io.StringIO]:
-    """Log to a private buffer (other tests may leave structlog bound to a closed capture stream)."""
-    saved = structlog.get_config()
-    stream = io.StringIO()
-    log.configure("debug", stream)
-    yield stream
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 
 
 @pytest.fixture(scope="module")

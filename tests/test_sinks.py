@@ -11,9 +11,7 @@ from typing import Any, Optional
 
 import pytest
 import requests
-import structlog
 
-from cijobs import log
 from cijobs.cos import InvalidKeyError, parse_cos_url
 from cijobs.http import Deadline
 from cijobs.models import ErrorInfo
@@ -22,15 +20,7 @@ from cijobs.sinks import KeyLayout, MultiSink, ObjectSink, SinkConfigError, Writ
 from cijobs.sinks.store import CosObjectStore, FileObjectStore
 from test_cos_fake import BUCKET, CREDS, REGION, FakeCos, make_client, serve_fake_cos
 
-
-@pytest.fixture(autouse=True)
-def log_stream() -> Iterator[io.StringIO]:
-    """Log to a private buffer (other tests may leave structlog bound to a closed capture stream)."""
-    saved = structlog.get_config()
-    stream = io.StringIO()
-    log.configure("debug", stream)
-    yield stream
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 
 
 JOB_ID = "j8d121820f5e411ec926ef19d53ba9c6f"
