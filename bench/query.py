@@ -23,7 +23,6 @@ import argparse
 import math
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,10 +32,12 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 
+import emulator_process  # noqa: E402 - bench/emulator_process.py, next to this script
 from cijobs import log  # noqa: E402
 from cijobs.ci_client import JobClient  # noqa: E402
 from cijobs.credentials import Credentials  # noqa: E402
 from cijobs.settings import Settings  # noqa: E402
+from emulator_process import free_port  # noqa: E402
 
 BUCKET = "examplebucket-1250000000"
 REGION = "ap-guangzhou"
@@ -44,28 +45,8 @@ SECRET_ID = "AKIDbenchQUERY"
 SECRET_KEY = "bench-secret-key"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_emulator(port: int, latency_ms: float) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "cijobs", "emulator", "--port", str(port), "--latency-ms", str(latency_ms),
-           "--auto-jobs", "--secret-id", SECRET_ID, "--secret-key", SECRET_KEY]
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib"))
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit(f"emulator exited with {proc.returncode}: {' '.join(cmd)}") from None
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("emulator did not start within 15 s")
+    return emulator_process.start_emulator(port, SECRET_ID, SECRET_KEY, "--latency-ms", str(latency_ms), "--auto-jobs")
 
 
 def job_ids(n: int) -> list[str]:
