@@ -20,7 +20,7 @@ from cijobs.deploy.deployer import (
     dry_run_plan,
     format_call,
     redact_params,
-    trigger_call,
+    trigger_calls,
 )
 from cijobs.deploy.template import parse_template
 
@@ -109,6 +109,13 @@ class FakeScf:
         elif action == "ListTriggers":
             page = self.triggers[body.get("Offset", 0): body.get("Offset", 0) + body.get("Limit", 20)]
             result = {"Triggers": page, "TotalCount": len(self.triggers)}
+        elif action == "DeleteTrigger":
+            key = (body["Type"], body["TriggerName"], body.get("Qualifier") or "$LATEST")
+            left = [t for t in self.triggers
+                    if (t["Type"], t["TriggerName"], t.get("Qualifier") or "$LATEST") != key]
+            if len(left) == len(self.triggers):
+                return self._error("ResourceNotFound.Trigger", f"no trigger {key}")
+            self.triggers = left
         elif action in ("CreateTrigger", "UpdateTrigger"):
             desc = body["TriggerDesc"]
             if body["Type"] == "http":
@@ -256,11 +263,57 @@ def test_trigger_call_is_none_when_up_to_date(spec: Any) -> None:
     timer = desired_triggers(spec)[0]
     same = {"Type": "timer", "TriggerName": "poll-pending", "TriggerDesc": "0 */5 * * * * *", "Enable": 1,
             "Qualifier": "$DEFAULT", "CustomArgument": "poll-pending"}
-    assert trigger_call(spec, timer, [same]) is None
-    changed = trigger_call(spec, timer, [{**same, "TriggerDesc": "0 */10 * * * * *"}])
-    assert changed is not None and changed.action == "UpdateTrigger"
-    disabled = trigger_call(spec, timer, [{**same, "Enable": 0}])
-    assert disabled is not None and disabled.params["Enable"] == "OPEN"
+    assert trigger_calls(spec, timer, [same]) == []
+    (changed,) = trigger_calls(spec, timer, [{**same, "TriggerDesc": "0 */10 * * * * *"}])
+    assert changed.action == "UpdateTrigger"
+    (disabled,) = trigger_calls(spec, timer, [{**same, "Enable": 0}])
+    assert disabled.params["Enable"] == "OPEN"
+
+
+@pytest.mark.parametrize("kind", ["timer", "http"])
+def test_qualifier_change_deletes_and_recreates_the_trigger(spec: Any, package: CodePackage, kind: str) -> None:
+    # UpdateTrigger.Qualifier names the version/alias the trigger was created on; it cannot move it.
+    timer = {"Type": "timer", "TriggerName": "poll-pending", "Qualifier": "$DEFAULT", "Enable": 1,
+             "TriggerDesc": '{"cron":"0 */5 * * * * *"}', "CustomArgument": "poll-pending"}
+    url = {"Type": "http", "TriggerName": "callbacks", "Qualifier": "$DEFAULT", "Enable": 1,
+           "TriggerDesc": json.dumps({"AuthType": "NONE", "NetConfig": {"EnableIntranet": False,
+                                                                       "EnableExtranet": True}})}
+    moved = timer if kind == "timer" else url
+    moved["Qualifier"] = "$LATEST"  # same name, created on another version/alias
+    fake = FakeScf(function={"FunctionName": "cijobs", "Runtime": "Python3.10", "Status": "Active"},
+                   triggers=[timer, url])
+    result, _ = run_deploy(fake, spec, package)
+    assert fake.actions()[-3:] == ["ListTriggers", "DeleteTrigger", "CreateTrigger"]
+    assert "UpdateTrigger" not in fake.actions()
+    assert fake.bodies("DeleteTrigger") == [{"FunctionName": "cijobs", "Namespace": "default", "Type": kind,
+                                            "TriggerName": moved["TriggerName"], "Qualifier": "$LATEST"}]
+    (create,) = fake.bodies("CreateTrigger")
+    assert create["Type"] == kind and create["Qualifier"] == "$DEFAULT"
+    assert create["TriggerName"] == ("poll-pending" if kind == "timer" else "callbacks")
+    assert [t["TriggerName"] for t in fake.triggers] == (["callbacks"] if kind == "timer" else ["poll-pending"])
+    if kind == "http":
+        assert result.function_url == "https://1250000000-abcd1234.ap-guangzhou.tencentscf.com"
+
+
+def test_qualifier_change_calls_are_accepted_by_the_sdk_models(spec: Any) -> None:
+    timer = desired_triggers(spec)[0]
+    have = {"Type": "timer", "TriggerName": "poll-pending", "Qualifier": "1", "Enable": 1,
+            "TriggerDesc": "0 */5 * * * * *", "CustomArgument": "poll-pending"}
+    delete, create = trigger_calls(spec, timer, [have])
+    assert (delete.action, create.action) == ("DeleteTrigger", "CreateTrigger")
+    assert delete.params["Qualifier"] == "1" and create.params["Qualifier"] == "$DEFAULT"
+    with responses.RequestsMock() as rsps:  # the SDK model knows every field we send
+        rsps.add(responses.POST, SCF_URL, json={"Response": {"RequestId": "r"}})
+        sdk_caller(CREDS, "ap-guangzhou")(delete.action, delete.params)
+        assert json.loads(rsps.calls[0].request.body) == delete.params
+
+
+def test_dry_run_prints_delete_and_create_for_a_moved_trigger(spec: Any, package: CodePackage) -> None:
+    lines = [format_call(c, package) for c in dry_run_plan(spec, RESOLVED, package)]
+    deletes = [line for line in lines if line.startswith("DeleteTrigger ")]
+    assert len(deletes) == 2
+    assert '"TriggerName": "poll-pending"' in deletes[0] and "another Qualifier than $DEFAULT" in deletes[0]
+    assert lines[lines.index(deletes[0]) + 1].startswith("CreateTrigger ")
 
 
 def test_redaction_hides_secrets_and_the_zip(spec: Any, package: CodePackage) -> None:
@@ -270,7 +323,7 @@ def test_redaction_hides_secrets_and_the_zip(spec: Any, package: CodePackage) ->
     assert f"<zip {package.size} bytes sha256={package.sha256}>" in text
     assert [c.action for c in plan] == ["GetFunction", "CreateFunction", "UpdateFunctionCode",
                                         "UpdateFunctionConfiguration", "GetFunction", "ListTriggers",
-                                        "CreateTrigger", "CreateTrigger"]
+                                        "DeleteTrigger", "CreateTrigger", "DeleteTrigger", "CreateTrigger"]
     red = redact_params({"Environment": {"Variables": [{"Key": "CMQ_SECRET_KEY", "Value": "k"},
                                                        {"Key": "LOG_LEVEL", "Value": "info"}]}})
     assert red["Environment"]["Variables"] == [{"Key": "CMQ_SECRET_KEY", "Value": "[redacted]"},

@@ -196,13 +196,34 @@ def find_existing(want: TriggerWant, existing: Iterable[Mapping[str, Any]]) -> O
             return t
     if want.type == "http":
         for t in same_type:
-            if (t.get("Qualifier") or "$LATEST") == want.qualifier:
+            if _qualifier(t) == want.qualifier:
                 return t
     return None
 
 
-def trigger_call(spec: FunctionSpec, want: TriggerWant, existing: Iterable[Mapping[str, Any]]) -> Optional[Call]:
-    """CreateTrigger, UpdateTrigger, or None when the existing trigger already matches."""
+def _qualifier(trigger: Mapping[str, Any]) -> str:
+    return str(trigger.get("Qualifier") or "$LATEST")
+
+
+def delete_trigger_call(spec: FunctionSpec, have: Mapping[str, Any]) -> Call:
+    """DeleteTrigger for an existing trigger: its own Type, TriggerName and Qualifier."""
+    return Call("DeleteTrigger", {
+        "FunctionName": spec.name,
+        "Namespace": spec.namespace,
+        "Type": str(have.get("Type", "")).lower(),
+        "TriggerName": str(have.get("TriggerName", "")),
+        "Qualifier": _qualifier(have),
+    })
+
+
+def trigger_calls(spec: FunctionSpec, want: TriggerWant, existing: Iterable[Mapping[str, Any]]) -> list[Call]:
+    """The calls that make the trigger ``want`` exist as described, in order.
+
+    ``[]`` when the existing trigger already matches; ``[CreateTrigger]`` when there is none;
+    ``[UpdateTrigger]`` when it differs on the same qualifier. ``UpdateTrigger.Qualifier`` names the
+    version/alias the trigger was created on and cannot move it (one function URL per version/alias),
+    so a trigger on another qualifier is deleted and created again: ``[DeleteTrigger, CreateTrigger]``.
+    """
     have = find_existing(want, existing)
     params: dict[str, Any] = {
         "FunctionName": spec.name,
@@ -216,16 +237,17 @@ def trigger_call(spec: FunctionSpec, want: TriggerWant, existing: Iterable[Mappi
     if want.custom_argument is not None:
         params["CustomArgument"] = want.custom_argument
     if have is None:
-        return Call("CreateTrigger", params)
+        return [Call("CreateTrigger", params)]
+    if _qualifier(have) != want.qualifier:
+        return [delete_trigger_call(spec, have), Call("CreateTrigger", params)]
     if (
         _same_desc(want, have.get("TriggerDesc"))
         and _enabled(have.get("Enable")) == want.enable
-        and (have.get("Qualifier") or "$LATEST") == want.qualifier
         and (have.get("CustomArgument") or None) == want.custom_argument
     ):
-        return None
+        return []
     params["TriggerName"] = have.get("TriggerName", want.name)
-    return Call("UpdateTrigger", params)
+    return [Call("UpdateTrigger", params)]
 
 
 def is_secret_name(name: str) -> bool:
@@ -259,10 +281,14 @@ def dry_run_plan(spec: FunctionSpec, env_vars: Mapping[str, str], package: CodeP
         Call("ListTriggers", {**ident, "Offset": 0, "Limit": LIST_LIMIT}, "existing triggers"),
     ]
     for want in desired_triggers(spec):
-        create = trigger_call(spec, want, [])
-        assert create is not None
+        (create,) = trigger_calls(spec, want, [])
+        calls.append(Call("DeleteTrigger", delete_trigger_call(
+            spec, {"Type": want.type, "TriggerName": want.name, "Qualifier": "<its current Qualifier>"}).params,
+            f"if the {want.type} trigger {want.name!r} exists on another Qualifier than {want.qualifier} "
+            "(UpdateTrigger cannot move it), then CreateTrigger below"))
         calls.append(Call("CreateTrigger", create.params,
-                          f"if no {want.type} trigger {want.name!r} exists; UpdateTrigger if it differs"))
+                          f"if no {want.type} trigger {want.name!r} exists on {want.qualifier}; "
+                          "UpdateTrigger if it differs"))
     return calls
 
 
@@ -361,17 +387,21 @@ class Deployer:
             self.wait_active()
         have = self.list_triggers()
         for want in desired_triggers(self.spec):
-            call = trigger_call(self.spec, want, have)
+            calls = trigger_calls(self.spec, want, have)
             current = find_existing(want, have)
-            if call is None:
+            if not calls:
                 self.out(f"{want.type} trigger {want.name}: up to date")
                 if want.type == "http" and current is not None:
                     self.result.function_url = self.result.function_url or _find_url(current)
                 continue
-            self.out(f"{want.type} trigger {call.params['TriggerName']}: {call.action}")
-            response = self._call(call)
-            if want.type == "http":
-                self.result.function_url = _find_url(response) or (_find_url(current) if current else None)
+            for call in calls:
+                self.out(f"{want.type} trigger {call.params['TriggerName']} "
+                         f"(Qualifier {call.params['Qualifier']}): {call.action}")
+                response = self._call(call)
+                if call.action == "DeleteTrigger":
+                    current = None  # its URL is gone with it
+                elif want.type == "http":
+                    self.result.function_url = _find_url(response) or (_find_url(current) if current else None)
         return self.result
 
 
