@@ -196,3 +196,32 @@ def test_timer_message_names_no_job_ids(doc: dict[str, Any]) -> None:
         event = TimerEvent.from_event({"Type": "Timer", "TriggerName": t.name, "Time": "2026-01-01T00:00:00Z",
                                        "Message": t.message})
         assert event.job_ids(Limits(1024 * 1024, 100)) == []
+
+
+def test_committed_description_uses_only_characters_scf_accepts(doc: dict[str, Any]) -> None:
+    # SCF CreateFunction.Description: letters, digits, spaces, commas, full stops, Chinese; at most 1000.
+    description = _props(doc)["Description"]
+    assert description and re.fullmatch(r"[A-Za-z0-9 ,.\u4e00-\u9fff]{1,1000}", description)
+    assert parse_template(doc).description == description
+
+
+@pytest.mark.parametrize("text", ["Queries CI (Cloud Infinite) jobs", "jobs: done", "a\nb", "x" * 1001,
+                                  "tab\there", "semi;colon"])
+def test_description_with_characters_scf_refuses_is_an_error(doc: dict[str, Any], text: str) -> None:
+    bad = copy.deepcopy(doc)
+    _props(bad)["Description"] = text
+    with pytest.raises(TemplateError) as info:
+        parse_template(bad)
+    message = str(info.value)
+    assert "Properties.Description may contain only" in message
+    assert "English letters, digits, spaces, commas, full stops and Chinese characters" in message
+    assert "at most 1000" in message
+    if "(" in text:
+        assert "'('" in message and "')'" in message
+
+
+@pytest.mark.parametrize("text", ["", "Queries CI jobs, writes results.", "查询数据万象任务, 写入 COS.", "x" * 1000])
+def test_description_scf_accepts_parses(doc: dict[str, Any], text: str) -> None:
+    ok = copy.deepcopy(doc)
+    _props(ok)["Description"] = text
+    assert parse_template(ok).description == text

@@ -31,6 +31,12 @@ NAMESPACE_TYPE = "TencentCloud::Serverless::Namespace"
 FUNCTION_TYPE = "TencentCloud::Serverless::Function"
 CRON_FIELDS = 7
 URL_AUTH_TYPES = ("NONE",)
+# CreateFunction/UpdateFunctionConfiguration Description: at most 1000 English letters, digits, spaces,
+# commas and full stops, plus Chinese (CreateFunction also lists newlines, UpdateFunctionConfiguration
+# does not; the same text goes to both, so newlines are refused).
+DESCRIPTION_MAX = 1000
+DESCRIPTION_RE = re.compile(r"^[A-Za-z0-9 ,.\u3400-\u4dbf\u4e00-\u9fff]*$")
+DESCRIPTION_ALLOWED = "English letters, digits, spaces, commas, full stops and Chinese characters"
 
 
 class TemplateError(ValueError):
@@ -259,6 +265,18 @@ def parse_template(doc: Mapping[str, Any]) -> FunctionSpec:
     ftype = props.get("Type", "Event")
     if ftype != "Event":
         raise TemplateError(f"{where}.Type must be Event (cijobs is an event function), got {ftype!r}")
+    description = props.get("Description", "")
+    if description is None:
+        description = ""
+    if not isinstance(description, str):
+        raise TemplateError(f"{where}.Description must be a string, got {description!r}")
+    if len(description) > DESCRIPTION_MAX or not DESCRIPTION_RE.match(description):
+        bad = sorted({c for c in description if not DESCRIPTION_RE.match(c)})
+        raise TemplateError(
+            f"{where}.Description may contain only {DESCRIPTION_ALLOWED}, at most {DESCRIPTION_MAX} "
+            f"(SCF CreateFunction/UpdateFunctionConfiguration), got {len(description)} characters"
+            + (f" including {' '.join(repr(c) for c in bad)}" if bad else "")
+        )
     timers, url = _events(props, where)
     return FunctionSpec(
         namespace=ns,
@@ -268,7 +286,7 @@ def parse_template(doc: Mapping[str, Any]) -> FunctionSpec:
         memory_mb=memory,
         timeout_s=timeout,
         code_uri=code_uri,
-        description=str(props.get("Description", "")),
+        description=description,
         role=role,
         environment=_environment(props, where),
         timers=timers,
