@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import zipfile
@@ -14,13 +15,17 @@ from cijobs.cli import main
 from cijobs.credentials import Credentials
 from cijobs.deploy.api import DeployError, ScfApiError, sdk_caller
 from cijobs.deploy.deployer import (
+    REQUEST_BODY_LIMIT,
+    ZIP_LIMIT,
     CodePackage,
     Deployer,
+    create_function_call,
     desired_triggers,
     dry_run_plan,
     format_call,
     redact_params,
     trigger_calls,
+    update_code_call,
 )
 from cijobs.deploy.template import parse_template
 
@@ -182,6 +187,7 @@ def test_requests_are_signed_with_the_explicit_session_token(spec: Any, package:
         assert headers["X-TC-Token"] == "deployer-session-token"
         assert headers["X-TC-Version"] == "2018-04-16" and headers["X-TC-Region"] == "ap-guangzhou"
         assert "Credential=AKIDdeployer/" in headers["Authorization"]
+        assert headers["Authorization"].startswith("TC3-HMAC-SHA256 ")  # the ~10 MB body limit, not 1 MB
         assert "deployer-secret-key" not in json.dumps(headers)
 
 
@@ -328,6 +334,21 @@ def test_redaction_hides_secrets_and_the_zip(spec: Any, package: CodePackage) ->
                                                        {"Key": "LOG_LEVEL", "Value": "info"}]}})
     assert red["Environment"]["Variables"] == [{"Key": "CMQ_SECRET_KEY", "Value": "[redacted]"},
                                                {"Key": "LOG_LEVEL", "Value": "info"}]
+
+
+def test_inline_zip_limit_keeps_the_request_body_under_10_mb(spec: Any) -> None:
+    assert ZIP_LIMIT < 7.5 * 1000 * 1000  # not the 50 MB of Code.ZipFile's docstring
+    biggest = CodePackage(b"\xff" * ZIP_LIMIT)
+    env = {f"VAR_{i:03d}": "v" * 32 for i in range(100)}  # ~4 KB, SCF's environment limit
+    long_spec = dataclasses.replace(spec, description="x" * 1000)
+    for call in (create_function_call(long_spec, env, biggest), update_code_call(long_spec, biggest)):
+        body = json.dumps(call.params, separators=(",", ":")).encode()
+        assert len(body) < REQUEST_BODY_LIMIT == 10 * 1000 * 1000
+
+
+def test_too_big_zip_is_refused_with_a_pointer_to_cos(spec: Any) -> None:
+    with pytest.raises(DeployError, match=r"at most 7450848 bytes: upload larger packages to COS"):
+        CodePackage(b"\0" * (ZIP_LIMIT + 1)).check(spec, RESOLVED)
 
 
 def test_package_checks(spec: Any) -> None:

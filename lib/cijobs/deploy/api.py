@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 from ..credentials import Credentials
 
+SIGN_METHOD = "TC3-HMAC-SHA256"
 ApiCall = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
@@ -58,7 +59,8 @@ def sdk_caller(credentials: Credentials, region: str, endpoint: Optional[str] = 
     client = scf_client.ScfClient(
         credential.Credential(credentials.secret_id, credentials.secret_key, credentials.token),
         region,
-        ClientProfile(httpProfile=http),
+        # TC3-HMAC-SHA256 (JSON body up to ~10 MB) rather than HmacSHA1/256 (1 MB): the zip goes inline.
+        ClientProfile(signMethod=SIGN_METHOD, httpProfile=http),
     )
 
     def call(action: str, params: dict[str, Any]) -> dict[str, Any]:

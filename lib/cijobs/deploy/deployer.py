@@ -26,7 +26,13 @@ from ..settings import SETTINGS
 from .api import ApiCall, DeployError, ScfApiError
 from .template import FunctionSpec
 
-ZIP_LIMIT = 50 * 1024 * 1024
+# The zip goes base64-encoded (4/3 larger) inside the JSON body of CreateFunction/UpdateFunctionCode.
+# Cloud API 3.0 caps a POST body at 1 MB for HmacSHA1/HmacSHA256 and at about 10 MB for
+# TC3-HMAC-SHA256 (the SDK's default, set explicitly in api.py), so the 50 MB of Code.ZipFile's
+# docstring cannot be reached inline; larger packages must be uploaded to COS.
+REQUEST_BODY_LIMIT = 10 * 1000 * 1000  # "10 MB", read conservatively
+REQUEST_HEADROOM = 64 * 1024  # the other parameters (environment ≤ 4 KB, description ≤ 1000) and JSON framing
+ZIP_LIMIT = (REQUEST_BODY_LIMIT - REQUEST_HEADROOM) // 4 * 3  # 7,450,848 bytes
 REDACTED = "[redacted]"
 SECRET_NAMES = frozenset(s.env for s in SETTINGS if s.secret)
 _SECRET_NAME_RE = re.compile(r"(SECRET_KEY|SECRETKEY|TOKEN|PASSWORD)", re.IGNORECASE)
@@ -70,7 +76,12 @@ class CodePackage:
 
     def check(self, spec: FunctionSpec, env_vars: Mapping[str, str]) -> None:
         if self.size > ZIP_LIMIT:
-            raise DeployError(f"the code package is {self.size} bytes; SCF takes at most {ZIP_LIMIT} inline")
+            raise DeployError(
+                f"the code package is {self.size} bytes; sent inline (Code.ZipFile, base64 in a Cloud API "
+                f"request body of at most {REQUEST_BODY_LIMIT} bytes) it may be at most {ZIP_LIMIT} bytes: "
+                "upload larger packages to COS and point the function at the object "
+                "(Code.CosBucketName/CosObjectName/CosBucketRegion), or make the package smaller"
+            )
         try:
             names = self.names()
         except zipfile.BadZipFile:
