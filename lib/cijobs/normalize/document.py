@@ -11,7 +11,7 @@ from .errors import MalformedDocumentError, NormalizeError, UnexpectedDocumentEr
 from .parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, JSON, check_size, parse_json, parse_xml, sniff, to_bytes
 from .scalars import OBJECT
 from .table import Spec, root_trie
-from .walk import json_value, xml_value
+from .walk import json_value, xml_document_value
 
 Body = Union[bytes, bytearray, memoryview, str]
 ROOT = "Response"
@@ -63,7 +63,7 @@ def _xml_root_value(raw: bytes, max_depth: int, repairs: tuple[str, ...]) -> Any
     root = _parse_xml_with_repairs(raw, repairs)
     if root.tag != ROOT:
         _unexpected_root(root, raw)
-    return xml_value(root, _root_spec(), "", 1, max_depth)
+    return xml_document_value(root, max_depth)
 
 
 def _unexpected_root(root: Element, raw: bytes) -> None:

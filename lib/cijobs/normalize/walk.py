@@ -13,12 +13,13 @@ Both walkers share the rules:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 from xml.etree.ElementTree import Element
 
 from .errors import DocumentTooDeepError
 from .scalars import OBJECT, STRING, convert, report_drift
-from .table import Spec, Trie
+from .table import Spec, Trie, root_trie
 
 TEXT_KEY = "#text"
 ATTR_PREFIX = "@"
@@ -29,26 +30,127 @@ def _too_deep(limit: int) -> DocumentTooDeepError:
 
 
 # --------------------------------------------------------------------------- XML
+#
+# The XML walk is the normalizer's hot loop (a 10-job response has ~600 elements), so
+# it works on a copy of the table made for it (``_WalkTable``): every declared child
+# carries its full dotted path and its "typed" kind precomputed, so no path string is
+# built and no kind is re-tested per element. Undeclared subtrees take a separate,
+# simpler function. Leaves are handled inline in the parent's loop.
+#
+# ``elem.keys()`` (not ``elem.attrib``) tests for attributes: on the C Element,
+# reading ``.attrib`` allocates and keeps a dict for every element that has none,
+# which cost ~10 % of the walk.
+
+# (is_array, kind, children, path, typed kind or None, array-leaf path)
+_WalkEntry = tuple[bool, Optional[str], Optional["_WalkTable"], str, Optional[str], str]
+_WalkTable = dict[str, _WalkEntry]
 
 
-def xml_value(elem: Element, spec: Optional[Spec], path: str, depth: int, max_depth: int) -> Any:
-    """Value of one element. ``spec`` is its table entry (None = unknown subtree)."""
+def _compile_walk_table(trie: Trie, prefix: str) -> _WalkTable:
+    table: _WalkTable = {}
+    for name, (is_array, kind, children) in trie.items():
+        path = f"{prefix}.{name}" if prefix else name
+        typed = None if kind is None or kind == STRING else kind
+        # drift paths of array leaves were always "<parent>.<name>", also at the root: kept
+        table[name] = (is_array, kind, _compile_walk_table(children, path) if children else None, path, typed,
+                       f"{prefix}.{name}")
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def _root_walk_table() -> _WalkTable:
+    return _compile_walk_table(root_trie(), "")
+
+
+def xml_document_value(root: Element, max_depth: int) -> Any:
+    """Value of a document's root element (``Response``), typed by the whole table."""
+    return _declared_value(root, OBJECT, _root_walk_table(), "", 1, max_depth)
+
+
+def _text(elem: Element) -> str:
+    text = elem.text
+    return text.strip() if text else ""
+
+
+def _add_repeatable(out: dict[str, Any], tag: str, value: Any) -> None:
+    """Undeclared element: a second occurrence turns the value into a list (document order)."""
+    if tag in out:
+        existing = out[tag]
+        if isinstance(existing, list):
+            existing.append(value)
+        else:
+            out[tag] = [existing, value]
+    else:
+        out[tag] = value
+
+
+def _container_start(elem: Element, text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, attr_value in elem.items():
+        out[ATTR_PREFIX + key] = attr_value
+    if text:
+        out[TEXT_KEY] = text
+    return out
+
+
+def _declared_value(
+    elem: Element, kind: Optional[str], table: Optional[_WalkTable], path: str, depth: int, max_depth: int
+) -> Any:
+    """Value of an element the table declares (``kind``, ``table`` = its children, ``path`` = its full path)."""
     if depth > max_depth:
         raise _too_deep(max_depth)
     text = elem.text
     text = text.strip() if text else ""
-    if not len(elem) and not elem.attrib:
-        return text if spec is None else convert(spec[1], text, path)
+    if not len(elem) and not elem.keys():
+        return convert(kind, text, path)
 
-    out: dict[str, Any] = {}
-    for key, attr_value in elem.attrib.items():
-        out[ATTR_PREFIX + key] = attr_value
-    if text:
-        out[TEXT_KEY] = text
-    trie: Optional[Trie] = spec[2] if spec is not None else None
-    if spec is not None and spec[1] not in (None, OBJECT):
-        report_drift(path, f"container where a {spec[1]} was expected")
+    out = _container_start(elem, text)
+    if kind not in (None, OBJECT):
+        report_drift(path, f"container where a {kind} was expected")
+    child_depth = depth + 1
+    if child_depth > max_depth:
+        raise _too_deep(max_depth)
     value: Any = None
+    for child in elem:
+        tag = child.tag
+        leaf = not len(child) and not child.keys()
+        if leaf:
+            value = child.text
+            value = value.strip() if value else ""
+        entry = table.get(tag) if table is not None else None
+        if entry is None:
+            if not isinstance(tag, str):  # comments / processing instructions: never produced by XMLParser
+                continue
+            _add_repeatable(out, tag, value if leaf else _undeclared_value(child, child_depth, max_depth))
+            continue
+        is_array, child_kind, child_table, child_path, typed, array_leaf_path = entry
+        if is_array:
+            items = out.get(tag)
+            if items is None:
+                items = out[tag] = []
+            if leaf:
+                if value:  # an empty occurrence adds nothing: <Md5Info/> -> []
+                    items.append(value if typed is None else convert(typed, value, array_leaf_path))
+            else:
+                items.append(_declared_value(child, child_kind, child_table, child_path, child_depth, max_depth))
+        elif tag in out:
+            report_drift(child_path, "repeated single element, first kept")
+        elif leaf:
+            out[tag] = value if typed is None else convert(typed, value, child_path)
+        else:
+            out[tag] = _declared_value(child, child_kind, child_table, child_path, child_depth, max_depth)
+    return out
+
+
+def _undeclared_value(elem: Element, depth: int, max_depth: int) -> Any:
+    """Value of an element outside the table: passed through (text, dict, list when repeated)."""
+    if depth > max_depth:
+        raise _too_deep(max_depth)
+    text = elem.text
+    text = text.strip() if text else ""
+    if not len(elem) and not elem.keys():
+        return text
+    out = _container_start(elem, text)
     child_depth = depth + 1
     if child_depth > max_depth:
         raise _too_deep(max_depth)
@@ -56,41 +158,11 @@ def xml_value(elem: Element, spec: Optional[Spec], path: str, depth: int, max_de
         tag = child.tag
         if not isinstance(tag, str):  # comments / processing instructions: never produced by XMLParser
             continue
-        leaf = not len(child) and not child.attrib  # hot path: leaves handled inline, no call
-        if leaf:
-            child_text = child.text
-            value = child_text.strip() if child_text else ""
-        cspec = trie.get(tag) if trie is not None else None
-        if cspec is None:
-            if not leaf:
-                value = xml_value(child, None, "", child_depth, max_depth)
-            if tag in out:
-                existing = out[tag]
-                if isinstance(existing, list):
-                    existing.append(value)
-                else:
-                    out[tag] = [existing, value]
-            else:
-                out[tag] = value
-            continue
-        kind = cspec[1]
-        if cspec[0]:
-            items = out.get(tag)
-            if items is None:
-                items = out[tag] = []
-            if leaf:
-                if value:  # an empty occurrence adds nothing: <Md5Info/> -> []
-                    items.append(value if kind is None or kind == STRING else convert(kind, value, f"{path}.{tag}"))
-            else:
-                items.append(xml_value(child, cspec, f"{path}.{tag}" if path else tag, child_depth, max_depth))
-        elif tag in out:
-            report_drift(f"{path}.{tag}" if path else tag, "repeated single element, first kept")
-        elif leaf:
-            if kind is not None and kind != STRING:
-                value = convert(kind, value, f"{path}.{tag}" if path else tag)
-            out[tag] = value
+        if not len(child) and not child.keys():
+            value = child.text
+            _add_repeatable(out, tag, value.strip() if value else "")
         else:
-            out[tag] = xml_value(child, cspec, f"{path}.{tag}" if path else tag, child_depth, max_depth)
+            _add_repeatable(out, tag, _undeclared_value(child, child_depth, max_depth))
     return out
 
 
