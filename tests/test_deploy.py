@@ -109,7 +109,8 @@ class FakeScf:
             self.function = {"FunctionName": body["FunctionName"], "Runtime": body["Runtime"]}
             self._busy("Creating")
         elif action in ("UpdateFunctionCode", "UpdateFunctionConfiguration"):
-            assert self.function is not None and self.function["Status"] == "Active", "changed while busy"
+            assert self.function is not None, "no function"
+            assert self.function["Status"] in ("Active", "UpdateFailed", "PublishFailed"), "changed while busy"
             self._busy("Updating")
         elif action == "ListTriggers":
             page = self.triggers[body.get("Offset", 0): body.get("Offset", 0) + body.get("Limit", 20)]
@@ -243,6 +244,53 @@ def test_failed_creation_stops_with_the_reason(spec: Any, package: CodePackage) 
                                                                  StatusReasons=[{"ErrorMessage": "role"}]))
         with pytest.raises(DeployError, match="CreateFailed"):
             deployer.run()
+
+
+@pytest.mark.parametrize("status", ["UpdateFailed", "PublishFailed"])
+def test_function_left_in_a_failed_update_is_redeployed(spec: Any, package: CodePackage, status: str) -> None:
+    # The previous code keeps serving after UpdateFailed/PublishFailed: deploy updates it like an Active one.
+    fake = FakeScf(function={"FunctionName": "cijobs", "Runtime": "Python3.10", "Status": status,
+                             "StatusReasons": [{"ErrorMessage": "last update failed"}]})
+    result, _ = run_deploy(fake, spec, package)
+    assert fake.actions()[:2] == ["GetFunction", "UpdateFunctionCode"]
+    assert "UpdateFunctionConfiguration" in fake.actions() and not result.created
+
+
+def test_update_in_progress_ending_in_update_failed_is_redeployed(spec: Any, package: CodePackage) -> None:
+    fake = FakeScf(function={"FunctionName": "cijobs", "Runtime": "Python3.10", "Status": "Updating"})
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, SCF_URL, callback=fake)
+        deployer = Deployer(spec, RESOLVED, package, sdk_caller(CREDS, "ap-guangzhou"), out=lambda _: None,
+                            sleep=lambda s: fake.function.update(Status="UpdateFailed"))  # type: ignore[union-attr]
+        fake._pending_polls = 100  # still Updating until the first sleep turns it UpdateFailed
+        deployer.run()
+    assert fake.actions()[:4] == ["GetFunction", "GetFunction", "GetFunction", "UpdateFunctionCode"]
+
+
+@pytest.mark.parametrize("status", ["CreateFailed", "Deleting", "DeleteFailed"])
+def test_function_that_cannot_be_updated_says_delete_and_recreate(spec: Any, package: CodePackage,
+                                                                  status: str) -> None:
+    fake = FakeScf(function={"FunctionName": "cijobs", "Runtime": "Python3.10", "Status": status,
+                             "StatusReasons": [{"ErrorMessage": "role missing"}]})
+    fake._pending_polls = 100  # GetFunction keeps answering the status above
+    with pytest.raises(DeployError) as info:
+        run_deploy(fake, spec, package)
+    message = str(info.value)
+    assert f"is {status}" in message and "role missing" in message
+    assert "delete the function" in message and "recreate it" in message
+    assert "UpdateFunctionCode" not in fake.actions()
+
+
+def test_update_that_fails_after_our_change_still_stops(spec: Any, package: CodePackage) -> None:
+    fake = FakeScf(function={"FunctionName": "cijobs", "Runtime": "Python3.10", "Status": "Active"})
+    fake.polls_until_active = 100
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.POST, SCF_URL, callback=fake)
+        deployer = Deployer(spec, RESOLVED, package, sdk_caller(CREDS, "ap-guangzhou"), out=lambda _: None,
+                            sleep=lambda s: fake.function.update(Status="UpdateFailed"))  # type: ignore[union-attr]
+        with pytest.raises(DeployError, match="is UpdateFailed"):
+            deployer.run()
+    assert fake.actions().count("UpdateFunctionCode") == 1 and "UpdateFunctionConfiguration" not in fake.actions()
 
 
 def test_api_errors_carry_code_and_request_id(spec: Any, package: CodePackage) -> None:

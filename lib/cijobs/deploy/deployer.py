@@ -33,6 +33,11 @@ from .template import FunctionSpec
 REQUEST_BODY_LIMIT = 10 * 1000 * 1000  # "10 MB", read conservatively
 REQUEST_HEADROOM = 64 * 1024  # the other parameters (environment ≤ 4 KB, description ≤ 1000) and JSON framing
 ZIP_LIMIT = (REQUEST_BODY_LIMIT - REQUEST_HEADROOM) // 4 * 3  # 7,450,848 bytes
+# "Function and Layer Status Description": after a failed update or publish the previous code keeps
+# serving and the function can be updated again; a function that failed to be created or is being
+# (or failed to be) deleted cannot, it has to be deleted and created again.
+READY_FOR_UPDATE = ("Active", "UpdateFailed", "PublishFailed")
+UNRECOVERABLE = frozenset({"CreateFailed", "Deleting", "DeleteFailed"})
 REDACTED = "[redacted]"
 SECRET_NAMES = frozenset(s.env for s in SETTINGS if s.secret)
 _SECRET_NAME_RE = re.compile(r"(SECRET_KEY|SECRETKEY|TOKEN|PASSWORD)", re.IGNORECASE)
@@ -345,22 +350,31 @@ class Deployer:
                 return None
             raise
 
-    def wait_active(self) -> dict[str, Any]:
+    def wait_active(self, ready: tuple[str, ...] = ("Active",)) -> dict[str, Any]:
+        """Poll GetFunction until its Status is one of ``ready``; raise on a failed or deleting state."""
         deadline = self.clock() + self.wait_timeout_s
         while True:
             fn = self.get_function()
             if fn is None:
                 raise DeployError(f"function {self.spec.namespace}/{self.spec.name} disappeared while deploying")
             status = str(fn.get("Status") or "")
-            if status == "Active":
+            if status in ready:
                 return fn
-            if status.endswith("Failed") or status == "Deleting":
-                reasons = fn.get("StatusReasons") or fn.get("StatusDesc") or ""
-                raise DeployError(f"function {self.spec.name} is {status}: {json.dumps(reasons, ensure_ascii=False)}")
+            if status in UNRECOVERABLE or status.startswith("Delet"):
+                raise DeployError(f"function {self.spec.name} is {status}{self._reasons(fn)}; it cannot be "
+                                  "updated: delete the function (console or DeleteFunction) and run "
+                                  "cijobs deploy again to recreate it")
+            if status.endswith("Failed"):
+                raise DeployError(f"function {self.spec.name} is {status}{self._reasons(fn)}")
             if self.clock() >= deadline:
                 raise DeployError(f"function {self.spec.name} still {status or 'not Active'} "
                                   f"after {self.wait_timeout_s:.0f} s")
             self.sleep(self.poll_interval_s)
+
+    @staticmethod
+    def _reasons(fn: Mapping[str, Any]) -> str:
+        reasons = fn.get("StatusReasons") or fn.get("StatusDesc") or ""
+        return f": {json.dumps(reasons, ensure_ascii=False)}" if reasons else ""
 
     def list_triggers(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -388,8 +402,8 @@ class Deployer:
                     f"function {where} runs {existing['Runtime']}, the template says {self.spec.runtime}; "
                     "SCF cannot change a runtime: delete the function or change Runtime"
                 )
-            if existing.get("Status") != "Active":
-                self.wait_active()
+            if existing.get("Status") not in READY_FOR_UPDATE:
+                self.wait_active(READY_FOR_UPDATE)
             self.out(f"updating code of {where} ({self.package.describe()})")
             self._call(update_code_call(self.spec, self.package))
             self.wait_active()
