@@ -370,6 +370,38 @@ def test_dry_run_prints_delete_and_create_for_a_moved_trigger(spec: Any, package
     assert lines[lines.index(deletes[0]) + 1].startswith("CreateTrigger ")
 
 
+def test_function_url_with_extra_keys_and_other_casing_is_up_to_date(spec: Any) -> None:
+    url = desired_triggers(spec)[1]
+    have = {"Type": "http", "TriggerName": "callbacks", "Qualifier": "$DEFAULT", "Enable": 1,
+            "TriggerDesc": json.dumps({
+                "authType": "NONE", "Url": "https://1250000000-abcd1234.ap-guangzhou.tencentscf.com",
+                "NetConfig": {"enableIntranet": False, "ENABLEEXTRANET": True, "VpcConfig": {}},
+            })}
+    assert trigger_calls(spec, url, [have]) == []
+    for changed in ({"enableIntranet": True, "ENABLEEXTRANET": True},  # a key the template sets differs
+                    {"EnableIntranet": False},  # a key the template sets is missing
+                    "not a mapping"):
+        desc = {**json.loads(have["TriggerDesc"]), "NetConfig": changed}
+        (call,) = trigger_calls(spec, url, [{**have, "TriggerDesc": json.dumps(desc)}])
+        assert call.action == "UpdateTrigger"
+    (call,) = trigger_calls(spec, url, [{**have, "TriggerDesc": json.dumps({"AuthType": "CAM"})}])
+    assert call.action == "UpdateTrigger"
+
+
+def test_redeploy_against_a_richer_list_triggers_answer_changes_nothing(spec: Any, package: CodePackage) -> None:
+    timer = {"Type": "timer", "TriggerName": "poll-pending", "Qualifier": "$DEFAULT", "Enable": 1,
+             "TriggerDesc": '{"cron":"0 */5 * * * * *"}', "CustomArgument": "poll-pending"}
+    url = {"Type": "http", "TriggerName": "callbacks", "Qualifier": "$DEFAULT", "Enable": 1,
+           "TriggerDesc": json.dumps({"AuthType": "NONE", "Url": "https://1-x.ap-guangzhou.tencentscf.com",
+                                      "NetConfig": {"EnableIntranet": False, "EnableExtranet": True,
+                                                    "ExtranetDomain": "1-x.ap-guangzhou.tencentscf.com"}})}
+    fake = FakeScf(function={"FunctionName": "cijobs", "Runtime": "Python3.10", "Status": "Active"},
+                   triggers=[timer, url])
+    result, _ = run_deploy(fake, spec, package)
+    assert fake.actions()[-1] == "ListTriggers"
+    assert result.function_url == "https://1-x.ap-guangzhou.tencentscf.com"
+
+
 def test_redaction_hides_secrets_and_the_zip(spec: Any, package: CodePackage) -> None:
     plan = dry_run_plan(spec, RESOLVED, package)
     text = "\n".join(format_call(c, package) for c in plan)

@@ -195,8 +195,18 @@ def _same_desc(want: TriggerWant, have: Any) -> bool:
     if want.type == "timer":
         cron = parsed.get("cron") if isinstance(parsed, dict) else parsed
         return isinstance(cron, str) and cron.split() == want.desc.split()
-    target = json.loads(want.desc)
-    return isinstance(parsed, dict) and all(parsed.get(k) == v for k, v in target.items())
+    return _covers(parsed, json.loads(want.desc))
+
+
+def _covers(have: Any, want: Any) -> bool:
+    """``have`` has every key ``want`` sets (recursively, keys compared case-insensitively) with equal
+    values; keys ``have`` adds (the URL, defaults ListTriggers fills in) do not count as a difference."""
+    if isinstance(want, dict):
+        if not isinstance(have, dict):
+            return False
+        lowered = {str(k).lower(): v for k, v in have.items()}
+        return all(str(k).lower() in lowered and _covers(lowered[str(k).lower()], v) for k, v in want.items())
+    return bool(have == want)
 
 
 def _enabled(value: Any) -> bool:
