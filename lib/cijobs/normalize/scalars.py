@@ -49,6 +49,11 @@ def reset_drift_log() -> None:
 
 
 def parse_int(text: str) -> Optional[int]:
+    if text.isdigit() and text.isascii():  # fast path: plain unsigned digits, the usual case
+        try:
+            return int(text)
+        except ValueError:  # more digits than int() accepts (3.11 str-digits limit)
+            return None
     body = text[1:] if text[:1] in ("+", "-") else text
     if not body or not body.isascii() or not body.isdigit():
         return None
@@ -59,7 +64,10 @@ def parse_int(text: str) -> Optional[int]:
 
 
 def parse_float(text: str) -> Optional[float]:
-    if not text.isascii() or _FLOAT_RE.match(text) is None:
+    if not text.isascii():
+        return None
+    # fast path: unsigned "123", "123.", ".5", "123.456" (a subset of what _FLOAT_RE accepts) skip the regex
+    if not text.replace(".", "", 1).isdigit() and _FLOAT_RE.match(text) is None:
         return None
     value = float(text)
     return value if math.isfinite(value) else None
@@ -74,8 +82,27 @@ def parse_bool(text: str) -> Optional[bool]:
     return None
 
 
+# Valid timestamp conversions seen recently: the jobs of one batch mostly share a few
+# timestamps and a miss costs a regex and a datetime parse (~0.9 us). Bounded: emptied
+# when full. Plain dict get/set are atomic under the GIL, so threads may share it.
+_TS_CACHE: dict[str, str] = {}
+_TS_CACHE_MAX = 4096
+
+
 def parse_timestamp(text: str) -> Optional[str]:
     """CI timestamp -> ISO 8601 with a colon offset, or None if it is not one."""
+    cached = _TS_CACHE.get(text)
+    if cached is not None:
+        return cached
+    iso = _parse_timestamp(text)
+    if iso is not None:
+        if len(_TS_CACHE) >= _TS_CACHE_MAX:
+            _TS_CACHE.clear()
+        _TS_CACHE[text] = iso
+    return iso
+
+
+def _parse_timestamp(text: str) -> Optional[str]:
     m = _TS_RE.match(text)
     if m is None:
         return None
@@ -113,14 +140,13 @@ def convert(kind: Optional[str], text: str, path: str) -> Any:
     """
     if kind is None or kind == STRING:
         return text
-    if kind == TIMESTAMP:
-        if text in ("", "-"):
-            return None
-    elif not text:
-        return {} if kind == OBJECT else ""
     if kind == OBJECT:
+        if not text:
+            return {}
         report_drift(path, "text where a container was expected", text)
         return text
+    if not text or (text == "-" and kind == TIMESTAMP):
+        return None if kind == TIMESTAMP else ""
     value = _PARSERS[kind](text)
     if value is None:
         report_drift(path, f"not a valid {kind}", text)
