@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import json
@@ -400,6 +401,27 @@ def test_redeploy_against_a_richer_list_triggers_answer_changes_nothing(spec: An
     result, _ = run_deploy(fake, spec, package)
     assert fake.actions()[-1] == "ListTriggers"
     assert result.function_url == "https://1-x.ap-guangzhou.tencentscf.com"
+
+
+def test_removed_timer_message_is_cleared_on_update(package: CodePackage) -> None:
+    doc = copy.deepcopy(TEMPLATE_DOC)
+    timer_props = doc["Resources"]["default"]["cijobs"]["Properties"]["Events"]["poll-pending"]["Properties"]
+    del timer_props["Message"]
+    spec = parse_template(doc)
+    old = {"Type": "timer", "TriggerName": "poll-pending", "Qualifier": "$DEFAULT", "Enable": 1,
+           "TriggerDesc": '{"cron":"0 */5 * * * * *"}', "CustomArgument": "poll-pending"}
+    fake = FakeScf(function={"FunctionName": "cijobs", "Runtime": "Python3.10", "Status": "Active"},
+                   triggers=[old])
+    run_deploy(fake, spec, package)
+    (update,) = fake.bodies("UpdateTrigger")
+    assert update["TriggerName"] == "poll-pending" and update["CustomArgument"] == ""
+    (create,) = fake.bodies("CreateTrigger")  # the function URL; a new timer needs no empty argument
+    assert create["Type"] == "http" and "CustomArgument" not in create
+    timer = desired_triggers(spec)[0]
+    assert trigger_calls(spec, timer, [{**old, "CustomArgument": ""}]) == []  # cleared: up to date
+    assert trigger_calls(spec, timer, [{k: v for k, v in old.items() if k != "CustomArgument"}]) == []
+    (fresh,) = trigger_calls(spec, timer, [])
+    assert fresh.action == "CreateTrigger" and "CustomArgument" not in fresh.params
 
 
 def test_redaction_hides_secrets_and_the_zip(spec: Any, package: CodePackage) -> None:

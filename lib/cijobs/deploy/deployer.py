@@ -273,6 +273,8 @@ def trigger_calls(spec: FunctionSpec, want: TriggerWant, existing: Iterable[Mapp
     ):
         return []
     params["TriggerName"] = have.get("TriggerName", want.name)
+    if want.type == "timer" and want.custom_argument is None:
+        params["CustomArgument"] = ""  # omitted, UpdateTrigger may keep the old Message and differ forever
     return [Call("UpdateTrigger", params)]
 
 
