@@ -4,7 +4,8 @@ Reads the template, resolves ``${env:NAME}`` placeholders from this shell's
 environment, validates the resulting settings and the code package
 (``make package``), then calls the SCF Cloud API (GetFunction →
 CreateFunction, or UpdateFunctionCode + UpdateFunctionConfiguration; then
-ListTriggers → CreateTrigger/UpdateTrigger for the timer and the function
+ListTriggers → CreateTrigger/UpdateTrigger, or DeleteTrigger + CreateTrigger when a trigger
+moves to another qualifier, for the timer and the function
 URL). ``--dry-run`` prints those calls (secrets redacted, the zip as size and
 sha256) and makes none. Credentials: TENCENTCLOUD_SECRETID/SECRETKEY
 (+ SESSIONTOKEN for temporary ones).
