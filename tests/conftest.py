@@ -31,3 +31,18 @@ def log_stream():
     stream = io.StringIO()
     log.configure("debug", stream)
     yield stream
+
+
+def load_module(name: str, *path: str):
+    """Import a file that is not on sys.path (handler/index.py, a bench script) as module ``name``.
+
+    Registered in sys.modules first: dataclasses in the loaded file look their module up there.
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, *path))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

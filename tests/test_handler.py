@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import os
 import re
@@ -14,7 +13,7 @@ import pytest
 
 from cijobs.emulator import Emulator
 from cijobs.events import UnknownEventError
-from conftest import ROOT
+from conftest import ROOT, load_module
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 SECRET_ID, SECRET_KEY, SESSION_TOKEN = "AKIDhandlertest", "handler-secret-key-value", "handler-session-token-value"
@@ -33,11 +32,7 @@ CONTEXT = {"memory_limit_in_mb": 512, "time_limit_in_ms": 30000, "request_id": "
 
 
 def load_handler() -> Any:
-    spec = importlib.util.spec_from_file_location("scf_index", os.path.join(ROOT, "handler", "index.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("scf_index", "handler", "index.py")
 
 
 def sample(name: str) -> dict[str, Any]:

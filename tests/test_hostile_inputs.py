@@ -3,26 +3,13 @@ and a specific error, and no CI request carries an unvalidated value."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 from typing import Any
 
 import pytest
 
-from conftest import ROOT
+from conftest import load_module
 
-
-def _load() -> Any:
-    spec = importlib.util.spec_from_file_location("cijobs_bench_hostile", os.path.join(ROOT, "bench", "hostile.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-hostile = _load()
+hostile = load_module("cijobs_bench_hostile", "bench", "hostile.py")
 
 EXPECTED = {
     "billion laughs": "ForbiddenXMLError", "quadratic blowup": "ForbiddenXMLError",

@@ -4,28 +4,16 @@ duplicated, everything accounted for; CMQ delivery at least once."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from typing import Any, Optional
 
 import pytest
 
 from cijobs.emulator import Emulator
-from conftest import ROOT
+from conftest import load_module
 
-
-def _load(name: str, path: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-soak = _load("cijobs_bench_soak", os.path.join(ROOT, "bench", "soak.py"))
+soak = load_module("cijobs_bench_soak", "bench", "soak.py")
 ENV_PREFIXES = ("CI_", "COS_", "CMQ_", "RESULT_", "PENDING_", "API_TOKEN", "TENCENTCLOUD_", "TRUST_", "ALLOW_",
                 "MAX_", "DEADLINE_", "CLAIM_", "LOG_LEVEL")
 
@@ -42,7 +30,7 @@ def handler_for(emu: Emulator, sink: str, monkeypatch: pytest.MonkeyPatch) -> An
             monkeypatch.delenv(name)
     for k, v in soak.function_env(emu.url, sink).items():
         monkeypatch.setenv(k, v)
-    handler = _load("scf_index_soak", os.path.join(ROOT, "handler", "index.py"))
+    handler = load_module("scf_index_soak", "handler", "index.py")
     context = {"time_limit_in_ms": 60000, "request_id": "soak-test", "function_name": "cijobs"}
 
     def invoke(event: dict[str, Any]) -> tuple[Any, Optional[str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import re
@@ -20,7 +19,7 @@ from cijobs.http import Deadline
 from cijobs.models import QueryResult
 from cijobs.pipeline import Pipeline
 from cijobs.settings import Settings
-from conftest import ROOT
+from conftest import load_module
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 SECRET_ID, SECRET_KEY = "AKIDreviewtest", "review-secret-key-value"
@@ -32,11 +31,7 @@ SETTINGS = Settings.from_env({"CI_BUCKET": BUCKET, "CI_REGION": REGION})
 
 
 def load_handler() -> Any:
-    spec = importlib.util.spec_from_file_location("scf_index_review", os.path.join(ROOT, "handler", "index.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("scf_index_review", "handler", "index.py")
 
 
 @pytest.fixture

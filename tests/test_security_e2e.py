@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import hmac
-import importlib.util
 import io
 import json
 import os
@@ -30,7 +29,7 @@ from cijobs.cos import CosClient, CosError
 from cijobs.credentials import Credentials
 from cijobs.emulator import Emulator
 from cijobs.signing import parse_authorization, sign_key
-from conftest import ROOT
+from conftest import load_module
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 SECRET_ID, SECRET_KEY, TOKEN = "AKIDsecuritytest", "security-secret-key-value", "security-session-token-value"
@@ -103,11 +102,7 @@ def test_redirects_are_not_followed_by_ci_or_cos(servers: tuple[Any, Any], statu
 # -- end to end through main_handler ------------------------------------------------------------------
 
 def load_handler() -> Any:
-    spec = importlib.util.spec_from_file_location("scf_index_security", os.path.join(ROOT, "handler", "index.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("scf_index_security", "handler", "index.py")
 
 
 @pytest.fixture
