@@ -122,8 +122,7 @@ def verify(
     if not given:
         return False
     try:
-        expected = signature(secret_key, plain_text(host, params, method, path),
-                             str(params.get("SignatureMethod") or "HmacSHA1"))
+        expected = sign_params(params, secret_key, host, method, path)["Signature"]
     except CmqSignatureError:
         return False
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
