@@ -284,13 +284,13 @@ def test_timeouts_are_clamped_to_deadline(monkeypatch: pytest.MonkeyPatch) -> No
     seen: list[Any] = []
     a = jid(1)
     responses.add(responses.GET, f"{BASE}/jobs/{a}", body=response_xml([a]))
-    real_get = requests.Session.get
+    real_send = requests.Session.send
 
-    def spy(self: requests.Session, url: str, **kw: Any) -> requests.Response:
+    def spy(self: requests.Session, request: requests.PreparedRequest, **kw: Any) -> requests.Response:
         seen.append((kw["timeout"], kw["allow_redirects"]))
-        return real_get(self, url, **kw)
+        return real_send(self, request, **kw)
 
-    monkeypatch.setattr(requests.Session, "get", spy)
+    monkeypatch.setattr(requests.Session, "send", spy)
     make_client().query([a], Deadline(1.5))
     make_client().query([a])
     ((connect, read), allow_redirects), ((connect2, read2), _) = seen

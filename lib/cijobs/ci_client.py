@@ -24,7 +24,15 @@ import requests
 
 from . import log
 from .credentials import Credentials
-from .http import RETRYABLE_EXCEPTIONS, Deadline, RetryPolicy, is_retryable_status, new_session, timeouts
+from .http import (
+    RETRYABLE_EXCEPTIONS,
+    Deadline,
+    RetryPolicy,
+    is_retryable_status,
+    new_session,
+    prepare_get,
+    timeouts,
+)
 from .job_ids import dedupe, validate_job_id
 from .models import ErrorInfo, Job, JobFailure, QueryResult, ServiceError
 from .settings import BUCKET_RE, REGION_RE, Settings, SettingsError
@@ -188,8 +196,8 @@ class JobClient:
         started = time.monotonic()
         fields: dict[str, Any] = {"batch_size": len(ids), "attempt": attempt, "first_id": ids[0]}
         try:
-            resp = self._session.get(
-                url, headers=headers, auth=signer, allow_redirects=False,
+            resp = self._session.send(
+                prepare_get(self._session, url, headers, signer), allow_redirects=False,
                 timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
             )
         except RETRYABLE_EXCEPTIONS as exc:

@@ -8,14 +8,18 @@ Authorization and security-token headers to another host.
 from __future__ import annotations
 
 import random
+import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, Optional, TypeVar
 
 import requests
-from requests.adapters import HTTPAdapter
+from requests.sessions import merge_setting
+from requests.structures import CaseInsensitiveDict
 
 from .models import ServiceError
+from .transport import KeepAliveAdapter
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 T = TypeVar("T")
@@ -108,18 +112,49 @@ RETRYABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (
 def new_session(pool_size: int = 16) -> requests.Session:
     """A keep-alive session with a connection pool sized for ``pool_size`` parallel requests.
 
-    urllib3's own retries are off: retries are ours (policy + deadline). Every signed request passes
-    ``allow_redirects=False``, so a 3xx comes back as a response (never followed) and each client turns
-    it into a final error.
+    The transport is :class:`~cijobs.transport.KeepAliveAdapter` (http.client, no retries of its own:
+    retries are ours, policy + deadline). Every signed request passes ``allow_redirects=False``, so a
+    3xx comes back as a response (never followed) and each client turns it into a final error.
     """
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
+    adapter = KeepAliveAdapter(pool_maxsize=max(1, pool_size))
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.trust_env = False  # no proxy or netrc from the environment for signed calls
+    session.headers["Accept-Encoding"] = "gzip, deflate"  # what the transport decodes
     return session
 
 
 def timeouts(connect_s: float, read_s: float, deadline: Deadline) -> tuple[float, float]:
     """(connect, read) timeouts clamped to the deadline."""
     return deadline.clamp(connect_s), deadline.clamp(read_s)
+
+
+# A URL that requests' preparation would return unchanged: http(s), lower-case host (optional port),
+# a path of unreserved characters, "/" and "," only, no query, fragment or userinfo.
+_PLAIN_URL = re.compile(r"https?://[a-z0-9.\-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9\-_~,]*)+")
+
+
+def prepare_get(
+    session: requests.Session, url: str, headers: Mapping[str, str], auth: Optional[requests.auth.AuthBase]
+) -> requests.PreparedRequest:
+    """What ``session.prepare_request(Request("GET", url, headers=headers, auth=auth))`` returns, cheaper.
+
+    requests re-parses and re-percent-encodes every URL; for a ``/jobs/<10 ids>`` path that is about a
+    fifth of a query request's client CPU. A URL that is already plain (see ``_PLAIN_URL``) comes out of
+    that unchanged, so it is used as is. Anything else, or a session with cookies, default params,
+    auth or hooks of its own, takes requests' full preparation.
+    """
+    if (session.cookies or session.params or session.auth or any(session.hooks.values())
+            or not _PLAIN_URL.fullmatch(url)):
+        return session.prepare_request(requests.Request("GET", url, headers=dict(headers), auth=auth))
+    prepared = requests.PreparedRequest()
+    prepared.prepare_method("GET")
+    prepared.url = url
+    prepared.prepare_headers(merge_setting(  # type: ignore[no-untyped-call]
+        dict(headers), session.headers, dict_class=CaseInsensitiveDict))
+    prepared.prepare_cookies(None)
+    prepared.prepare_body(None, None)
+    prepared.prepare_auth(auth)
+    prepared.prepare_hooks({})
+    return prepared
