@@ -17,6 +17,9 @@ if os.path.isdir(os.path.join(_lib, "cijobs")) and _lib not in sys.path:  # runn
     sys.path.insert(0, _lib)
 
 from cijobs.app import load_app  # noqa: E402
+from cijobs.gc_tuning import tune_gc  # noqa: E402
+
+tune_gc()  # this module owns the process: fewer young collections (see cijobs.gc_tuning)
 
 _app: Optional[Callable[[Any, Any], Any]] = None
 

@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from cijobs.gc_tuning import tune_gc
+
+    tune_gc()  # the command line owns its process (see cijobs.gc_tuning)
     parser = build_parser()
     args = parser.parse_args(argv)
     module = importlib.import_module(f"cijobs.cli.{VERBS[args.verb][0]}")
