@@ -63,7 +63,8 @@ def _xml_root_value(raw: bytes, max_depth: int, repairs: tuple[str, ...]) -> Any
     root = _parse_xml_with_repairs(raw, repairs)
     if root.tag != ROOT:
         _unexpected_root(root, raw)
-    return xml_document_value(root, max_depth)
+    # an attribute needs a "=" (repairs never add one): without any, the walk skips looking for them
+    return xml_document_value(root, max_depth, attributes=b"=" in raw)
 
 
 def _unexpected_root(root: Element, raw: bytes) -> None:

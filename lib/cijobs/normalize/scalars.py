@@ -152,3 +152,48 @@ def convert(kind: Optional[str], text: str, path: str) -> Any:
         report_drift(path, f"not a valid {kind}", text)
         return text
     return value
+
+
+Converter = Callable[[str, str], Any]
+
+
+def _int_converter(text: str, path: str) -> Any:
+    if text.isdigit() and text.isascii():  # parse_int's fast path, inlined
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    return convert(INT, text, path)
+
+
+def _float_converter(text: str, path: str) -> Any:
+    if text.isascii() and text.replace(".", "", 1).isdigit():  # parse_float's fast path, inlined
+        value = float(text)
+        if math.isfinite(value):
+            return value
+    return convert(FLOAT, text, path)
+
+
+def _timestamp_converter(text: str, path: str) -> Any:
+    cached = _TS_CACHE.get(text)
+    return cached if cached is not None else convert(TIMESTAMP, text, path)
+
+
+_FAST_CONVERTERS: dict[str, Converter] = {
+    INT: _int_converter,
+    FLOAT: _float_converter,
+    TIMESTAMP: _timestamp_converter,
+}
+
+
+def converter(kind: str) -> Converter:
+    """``convert`` for one kind, as a function of (text, path): the same results, with the common
+    cases (plain digits, a timestamp seen before) answered without the general dispatch."""
+    fast = _FAST_CONVERTERS.get(kind)
+    if fast is not None:
+        return fast
+
+    def general(text: str, path: str) -> Any:
+        return convert(kind, text, path)
+
+    return general

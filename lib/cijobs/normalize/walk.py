@@ -18,7 +18,7 @@ from typing import Any, Optional
 from xml.etree.ElementTree import Element
 
 from .errors import DocumentTooDeepError
-from .scalars import OBJECT, STRING, convert, report_drift
+from .scalars import OBJECT, STRING, Converter, convert, converter, report_drift
 from .table import Spec, Trie, root_trie
 
 TEXT_KEY = "#text"
@@ -41,8 +41,8 @@ def _too_deep(limit: int) -> DocumentTooDeepError:
 # reading ``.attrib`` allocates and keeps a dict for every element that has none,
 # which cost ~10 % of the walk.
 
-# (is_array, kind, children, path, typed kind or None, array-leaf path)
-_WalkEntry = tuple[bool, Optional[str], Optional["_WalkTable"], str, Optional[str], str]
+# (is_array, kind, children, path, converter of a typed kind or None, array-leaf path)
+_WalkEntry = tuple[bool, Optional[str], Optional["_WalkTable"], str, Optional[Converter], str]
 _WalkTable = dict[str, _WalkEntry]
 
 
@@ -50,7 +50,7 @@ def _compile_walk_table(trie: Trie, prefix: str) -> _WalkTable:
     table: _WalkTable = {}
     for name, (is_array, kind, children) in trie.items():
         path = f"{prefix}.{name}" if prefix else name
-        typed = None if kind is None or kind == STRING else kind
+        typed = None if kind is None or kind == STRING else converter(kind)
         # drift paths of array leaves were always "<parent>.<name>", also at the root: kept
         table[name] = (is_array, kind, _compile_walk_table(children, path) if children else None, path, typed,
                        f"{prefix}.{name}")
@@ -62,9 +62,13 @@ def _root_walk_table() -> _WalkTable:
     return _compile_walk_table(root_trie(), "")
 
 
-def xml_document_value(root: Element, max_depth: int) -> Any:
-    """Value of a document's root element (``Response``), typed by the whole table."""
-    return _declared_value(root, OBJECT, _root_walk_table(), "", 1, max_depth)
+def xml_document_value(root: Element, max_depth: int, attributes: bool = True) -> Any:
+    """Value of a document's root element (``Response``), typed by the whole table.
+
+    ``attributes=False`` promises that no element has an attribute (the caller knows the raw document
+    has no ``=``), which spares testing every element for them; the result is the same.
+    """
+    return _declared_value(root, OBJECT, _root_walk_table(), "", 1, max_depth, attributes)
 
 
 def _text(elem: Element) -> str:
@@ -94,17 +98,20 @@ def _container_start(elem: Element, text: str) -> dict[str, Any]:
 
 
 def _declared_value(
-    elem: Element, kind: Optional[str], table: Optional[_WalkTable], path: str, depth: int, max_depth: int
+    elem: Element, kind: Optional[str], table: Optional[_WalkTable], path: str, depth: int, max_depth: int,
+    attrs: bool,
 ) -> Any:
-    """Value of an element the table declares (``kind``, ``table`` = its children, ``path`` = its full path)."""
+    """Value of an element the table declares (``kind``, ``table`` = its children, ``path`` = its full path).
+
+    ``attrs`` False: no element of the document has attributes (see ``xml_document_value``)."""
     if depth > max_depth:
         raise _too_deep(max_depth)
     text = elem.text
     text = text.strip() if text else ""
-    if not len(elem) and not elem.keys():
+    if not len(elem) and not (attrs and elem.keys()):
         return convert(kind, text, path)
 
-    out = _container_start(elem, text)
+    out = _container_start(elem, text) if attrs or text else {}
     if kind not in (None, OBJECT):
         report_drift(path, f"container where a {kind} was expected")
     child_depth = depth + 1
@@ -113,7 +120,7 @@ def _declared_value(
     value: Any = None
     for child in elem:
         tag = child.tag
-        leaf = not len(child) and not child.keys()
+        leaf = not len(child) and not (attrs and child.keys())
         if leaf:
             value = child.text
             value = value.strip() if value else ""
@@ -130,15 +137,16 @@ def _declared_value(
                 items = out[tag] = []
             if leaf:
                 if value:  # an empty occurrence adds nothing: <Md5Info/> -> []
-                    items.append(value if typed is None else convert(typed, value, array_leaf_path))
+                    items.append(value if typed is None else typed(value, array_leaf_path))
             else:
-                items.append(_declared_value(child, child_kind, child_table, child_path, child_depth, max_depth))
+                items.append(_declared_value(child, child_kind, child_table, child_path, child_depth, max_depth,
+                                             attrs))
         elif tag in out:
             report_drift(child_path, "repeated single element, first kept")
         elif leaf:
-            out[tag] = value if typed is None else convert(typed, value, child_path)
+            out[tag] = value if typed is None else typed(value, child_path)
         else:
-            out[tag] = _declared_value(child, child_kind, child_table, child_path, child_depth, max_depth)
+            out[tag] = _declared_value(child, child_kind, child_table, child_path, child_depth, max_depth, attrs)
     return out
 
 
