@@ -87,25 +87,97 @@ def peer_closed(sock: Optional[socket.socket]) -> bool:
     return bool(readable)
 
 
+def _is_zlib_header(data: bytes) -> bool:
+    """RFC 1950: CM = 8 (deflate) and the 16-bit header a multiple of 31."""
+    return len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+
+
 def decode_body(data: bytes, encoding: str, limit: int) -> bytes:
-    """A ``Content-Encoding`` of identity, gzip or deflate decoded, at most ``limit`` bytes out."""
+    """A ``Content-Encoding`` of identity, gzip or deflate decoded, at most ``limit`` bytes out.
+
+    The compressed stream must end where the body ends (a cut stream is an error, not a short body);
+    gzip may hold several members, one after another (RFC 1952), and all are decoded.
+    """
     coding = encoding.strip().lower()
-    if coding in ("", "identity"):
+    if coding in ("", "identity") or not data:  # no body (HEAD, 204, 304): nothing to decode
         return data
     if coding in ("gzip", "x-gzip"):
         wbits = 16 + zlib.MAX_WBITS
     elif coding == "deflate":
-        wbits = zlib.MAX_WBITS if data[:1] == b"\x78" else -zlib.MAX_WBITS  # zlib-wrapped or raw
+        wbits = zlib.MAX_WBITS if _is_zlib_header(data) else -zlib.MAX_WBITS  # zlib-wrapped or raw
     else:
         raise requests.exceptions.ContentDecodingError(f"unsupported Content-Encoding {encoding!r}")
-    decoder = zlib.decompressobj(wbits)
-    try:
-        out = decoder.decompress(data, limit + 1)
-    except zlib.error:
-        raise requests.exceptions.ContentDecodingError(f"body is not valid {coding} data") from None
-    if len(out) > limit or decoder.unconsumed_tail:
-        raise requests.exceptions.ContentDecodingError(f"decoded body exceeds {limit} bytes")
-    return out
+    out = bytearray()
+    rest = data
+    while True:
+        decoder = zlib.decompressobj(wbits)
+        try:
+            out += decoder.decompress(rest, limit + 1 - len(out))
+        except zlib.error:
+            raise requests.exceptions.ContentDecodingError(f"body is not valid {coding} data") from None
+        if len(out) > limit or decoder.unconsumed_tail:
+            raise requests.exceptions.ContentDecodingError(f"decoded body exceeds {limit} bytes")
+        if not decoder.eof:
+            raise requests.exceptions.ContentDecodingError(f"the {coding} stream ends before its end marker")
+        rest = decoder.unused_data
+        if not rest:
+            return bytes(out)
+        if wbits != 16 + zlib.MAX_WBITS:
+            raise requests.exceptions.ContentDecodingError(f"bytes after the end of the {coding} stream")
+
+
+class BadResponseHead(http.client.HTTPException):
+    """The status line and header section did not arrive whole, or contradict themselves."""
+
+
+class _HeadWatch:
+    """Wraps a response's reader while its head is read, remembering the last line read."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.last = b""
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self.raw.readline(limit)
+        self.last = line
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+class _CheckedResponse(http.client.HTTPResponse):
+    """``http.client``'s response, stricter about the head (RFC 9110/9112):
+
+    * a head cut off by the close (no blank line) is an error, not a response whose body ends at once;
+    * interim 1xx responses are skipped (``http.client`` skips only 100), so the final one is returned
+      and nothing is left on the connection for the next request to read;
+    * ``Content-Length`` must be digits, and repeated ones must agree.
+    """
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        watch = _HeadWatch(self.fp)
+        self.fp = watch
+        try:
+            super().begin()
+            while 101 < self.status < 200:  # 102 Processing, 103 Early Hints: wait for the final answer
+                self._check_head(watch)
+                self.headers = None
+                super().begin()
+            self._check_head(watch)
+        finally:
+            if self.fp is watch:
+                self.fp = watch.raw
+        lengths = {v.strip() for v in self.headers.get_all("Content-Length") or ()}
+        if len(lengths) > 1 or not all(v.isdigit() and v.isascii() for v in lengths):
+            raise BadResponseHead(f"invalid Content-Length {sorted(lengths)}")
+
+    @staticmethod
+    def _check_head(watch: _HeadWatch) -> None:
+        if watch.last not in (b"\r\n", b"\n"):
+            raise BadResponseHead("the connection closed inside the response head")
 
 
 class _Pool:
@@ -251,6 +323,7 @@ class KeepAliveAdapter(HTTPAdapter):
                                                    context=self._context(*tls_key))
             else:
                 conn = http.client.HTTPConnection(host, port, timeout=connect_s)
+            conn.response_class = _CheckedResponse
             conn.connect()
         except (ssl.SSLError, ssl.CertificateError) as exc:
             raise requests.exceptions.SSLError(f"TLS handshake with {host}:{port} failed: {exc}",
