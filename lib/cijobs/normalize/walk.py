@@ -71,6 +71,9 @@ def xml_document_value(root: Element, max_depth: int, attributes: bool = True) -
     return _declared_value(root, OBJECT, _root_walk_table(), "", 1, max_depth, attributes)
 
 
+_NO_ENTRY: _WalkTable = {}
+
+
 def _text(elem: Element) -> str:
     text = elem.text
     return text.strip() if text else ""
@@ -117,36 +120,41 @@ def _declared_value(
     child_depth = depth + 1
     if child_depth > max_depth:
         raise _too_deep(max_depth)
-    value: Any = None
+    lookup = table.get if table is not None else _NO_ENTRY.get
     for child in elem:
         tag = child.tag
-        leaf = not len(child) and not (attrs and child.keys())
-        if leaf:
-            value = child.text
-            value = value.strip() if value else ""
-        entry = table.get(tag) if table is not None else None
-        if entry is None:
-            if not isinstance(tag, str):  # comments / processing instructions: never produced by XMLParser
-                continue
-            _add_repeatable(out, tag, value if leaf else _undeclared_value(child, child_depth, max_depth))
+        entry = lookup(tag)
+        if len(child) or (attrs and child.keys()):  # a container
+            if entry is None:
+                if isinstance(tag, str):  # comments / processing instructions: never produced by XMLParser
+                    _add_repeatable(out, tag, _undeclared_value(child, child_depth, max_depth))
+            elif entry[0]:
+                items = out.get(tag)
+                if items is None:
+                    items = out[tag] = []
+                items.append(_declared_value(child, entry[1], entry[2], entry[3], child_depth, max_depth, attrs))
+            elif tag in out:
+                report_drift(entry[3], "repeated single element, first kept")
+            else:
+                out[tag] = _declared_value(child, entry[1], entry[2], entry[3], child_depth, max_depth, attrs)
             continue
-        is_array, child_kind, child_table, child_path, typed, array_leaf_path = entry
-        if is_array:
+        value = child.text
+        value = value.strip() if value else ""
+        if entry is None:
+            if isinstance(tag, str):
+                _add_repeatable(out, tag, value)
+        elif entry[0]:
             items = out.get(tag)
             if items is None:
                 items = out[tag] = []
-            if leaf:
-                if value:  # an empty occurrence adds nothing: <Md5Info/> -> []
-                    items.append(value if typed is None else typed(value, array_leaf_path))
-            else:
-                items.append(_declared_value(child, child_kind, child_table, child_path, child_depth, max_depth,
-                                             attrs))
+            if value:  # an empty occurrence adds nothing: <Md5Info/> -> []
+                typed = entry[4]
+                items.append(value if typed is None else typed(value, entry[5]))
         elif tag in out:
-            report_drift(child_path, "repeated single element, first kept")
-        elif leaf:
-            out[tag] = value if typed is None else typed(value, child_path)
+            report_drift(entry[3], "repeated single element, first kept")
         else:
-            out[tag] = _declared_value(child, child_kind, child_table, child_path, child_depth, max_depth, attrs)
+            typed = entry[4]
+            out[tag] = value if typed is None else typed(value, entry[3])
     return out
 
 
