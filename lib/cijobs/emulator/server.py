@@ -174,12 +174,12 @@ class RequestHandler(BaseHTTPRequestHandler):
                         Decision(None))
             self.close_connection = True
             return
+        arrived = time.monotonic()
         side, handler = router.route(req)
         decision = router.faults.decide(side) if side in SIDES else Decision(None)
-        if decision.latency_s > 0:
-            time.sleep(decision.latency_s)
         kind = decision.kind
         if kind == "reset":
+            _sleep_until(arrived + decision.latency_s)
             self._reset()
         mutating = req.method not in ("GET", "HEAD")
         if kind in ("fail", "slowdown") or (kind in ("truncate", "garbage", "wrong_content_type") and mutating):
@@ -188,6 +188,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         else:
             resp = handler(req)
         router.count(side, resp.status)
+        # the latency counts from the request's arrival: the work of answering it happens inside it, so
+        # 16 simultaneous requests are all answered `latency` after they arrived (the emulator adds no
+        # delay of its own on top)
+        _sleep_until(arrived + decision.latency_s)
         if kind == "reset_after":
             self._reset()
         self._write(resp, req.method == "HEAD" or resp.head_only, decision)
@@ -251,3 +255,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.flush_headers()
             self.wfile.write(send)
 
+
+def _sleep_until(when: float) -> None:
+    left = when - time.monotonic()
+    if left > 0:
+        time.sleep(left)
