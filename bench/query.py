@@ -3,7 +3,9 @@
 Not a test. Starts ``python -m cijobs emulator --latency-ms L --auto-jobs`` in
 its own process (every well-formed ID exists), then times, in the same run:
 
-* ours: ``JobClient.query(ids)`` (10 IDs a request, CI_CONCURRENCY in parallel, pooled keep-alive);
+* ours: ``JobClient.query(ids)`` (10 IDs a request, CI_CONCURRENCY in parallel, pooled keep-alive), in a
+  process set up as the SCF handler sets up its own (``cijobs.gc_tuning.tune_gc()``); also printed: the
+  same with the interpreter's default GC thresholds, and with the normalizer skipped (transport only);
 * the network floor: ceil(N/10) / concurrency x latency;
 * the official SDK (cos-python-sdk-v5) ``CosS3Client.ci_get_media_jobs`` called once per ID, as a
   typical user loop would;
@@ -20,6 +22,7 @@ Usage: python bench/query.py [--n 1000] [--latency-ms 20] [--concurrency 16] [--
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import re
@@ -36,6 +39,7 @@ import emulator_process  # noqa: E402 - bench/emulator_process.py, next to this 
 from cijobs import log  # noqa: E402
 from cijobs.ci_client import JobClient  # noqa: E402
 from cijobs.credentials import Credentials  # noqa: E402
+from cijobs.gc_tuning import tune_gc  # noqa: E402
 from cijobs.settings import Settings  # noqa: E402
 from emulator_process import free_port  # noqa: E402
 
@@ -59,11 +63,15 @@ def skip_normalize(body: bytes) -> dict[str, Any]:
     return {"JobsDetail": [{"JobId": i.decode()} for i in ids], "NonExistJobIds": []}
 
 
-def run_ours(url: str, ids: list[str], concurrency: int, repeats: int,
+def run_ours(url: str, ids: list[str], concurrency: int, repeats: int, warmup: int,
              normalize: Any = None) -> tuple[list[float], list[float]]:
+    """``warmup`` untimed queries first (a warm SCF container: connections open, caches filled), then
+    ``repeats`` timed ones; returns their wall and CPU times."""
     settings = Settings(ci_bucket=BUCKET, ci_region=REGION, ci_endpoint=url, ci_concurrency=concurrency)
     creds = Credentials(SECRET_ID, SECRET_KEY)
     client = JobClient(settings, credentials=lambda: creds, normalize=normalize)
+    for _ in range(warmup):
+        client.query(ids)
     times, cpu = [], []
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -72,6 +80,7 @@ def run_ours(url: str, ids: list[str], concurrency: int, repeats: int,
         cpu.append(time.process_time() - c0)
         if result.failed or len(result.jobs) != len(ids):
             raise SystemExit(f"ours: {len(result.jobs)} found, {len(result.failed)} failed")
+        del result  # one invocation's result is gone before the next one runs
     return times, cpu
 
 
@@ -97,7 +106,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5, help="runs of ours (median reported)")
+    parser.add_argument("--repeats", type=int, default=9, help="timed runs of ours (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs of ours before the timed ones")
     parser.add_argument("--sdk-per-id-n", type=int, default=None,
                         help="IDs for the per-ID SDK loop (default: all N; fewer = extrapolated linearly)")
     args = parser.parse_args()
@@ -112,10 +122,15 @@ def main() -> int:
         floor_s = n_requests / args.concurrency * args.latency_ms / 1000
         waves_s = math.ceil(n_requests / args.concurrency) * args.latency_ms / 1000
 
-        ours, ours_cpu = run_ours(url, ids, args.concurrency, args.repeats)
+        default_gc = gc.get_threshold()
+        tuned_gc = tune_gc()  # what handler/index.py does at import
+        ours, ours_cpu = run_ours(url, ids, args.concurrency, args.repeats, args.warmup)
         ours_s = statistics.median(ours)
-        bare, bare_cpu = run_ours(url, ids, args.concurrency, args.repeats, normalize=skip_normalize)
+        bare, bare_cpu = run_ours(url, ids, args.concurrency, args.repeats, args.warmup, normalize=skip_normalize)
         bare_s = statistics.median(bare)
+        gc.set_threshold(*default_gc)
+        plain, plain_cpu = run_ours(url, ids, args.concurrency, args.repeats, args.warmup)
+        plain_s = statistics.median(plain)
 
         sdk = sdk_client(port)
         per_id_n = min(args.n, args.sdk_per_id_n or args.n)
@@ -130,9 +145,13 @@ def main() -> int:
         proc.wait(timeout=10)
 
     print(f"query {args.n} job IDs, emulator latency {args.latency_ms:g} ms/request (own process), "
-          f"concurrency {args.concurrency}, python {sys.version.split()[0]}")
+          f"concurrency {args.concurrency}, python {sys.version.split()[0]}; ours: {args.warmup} untimed warm-up "
+          f"queries, then {args.repeats} timed")
     print(f"  ours  JobClient.query            {ours_s * 1000:9.1f} ms  (median of {len(ours)}: "
           f"{', '.join(f'{t * 1000:.0f}' for t in ours)} ms; client CPU {statistics.median(ours_cpu) * 1000:.0f} ms)")
+    print(f"     (the handler's GC thresholds {tuned_gc}; interpreter default {default_gc}:"
+          f" {plain_s * 1000:.1f} ms, median of {', '.join(f'{t * 1000:.0f}' for t in plain)} ms;"
+          f" client CPU {statistics.median(plain_cpu) * 1000:.0f} ms)")
     print(f"  ours  same, normalizer skipped   {bare_s * 1000:9.1f} ms  (transport only; "
           f"client CPU {statistics.median(bare_cpu) * 1000:.0f} ms)")
     print(f"  floor ceil(N/10)/conc x latency  {floor_s * 1000:9.1f} ms  "
@@ -142,6 +161,7 @@ def main() -> int:
     print(f"  SDK   ci_get_media_jobs 10/call  {ten_s * 1000:9.1f} ms  ({len(ten_calls)} sequential calls)")
     print("ratios")
     print(f"  ours / floor                     {ours_s / floor_s:9.2f}x  (target <= 1.5x)")
+    print(f"  ours, default GC / floor         {plain_s / floor_s:9.2f}x")
     print(f"  ours transport-only / floor      {bare_s / floor_s:9.2f}x")
     print(f"  SDK per-ID / ours                {per_id_total_s / ours_s:9.1f}x  (target >= 100x)")
     print(f"  SDK 10-per-call / ours           {ten_s / ours_s:9.1f}x  (target >= 10x)")
