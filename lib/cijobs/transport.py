@@ -17,12 +17,16 @@ What it does:
 * a pooled connection is reused only if the peer has not closed it (a zero
   timeout ``select``), and is kept only after its response was read to the end
   and neither side asked to close;
+* response heads are read strictly by :mod:`cijobs.response_head` (a head cut off by the close,
+  conflicting or malformed ``Content-Length`` and malformed field lines are errors; 1xx interim
+  responses are skipped), bodies by ``http.client``;
 * connect and read timeouts (``timeout=float | (connect, read) | None``);
 * TLS verified against requests' CA bundle (certifi) by default; ``verify`` as
   a path or ``False`` and ``cert`` are honoured like requests does;
 * the body is always read in full (``stream=True`` is accepted and ignored:
   our responses are small documents), bounded by ``max_body_bytes``; a
-  ``gzip``/``deflate`` body is decoded within the same bound;
+  ``gzip``/``deflate`` body is decoded within the same bound (a cut or trailing-garbage stream is an
+  error; multi-member gzip is decoded whole);
 * failures are requests' exceptions: ``ConnectTimeout``, ``ReadTimeout``,
   ``SSLError``, ``ConnectionError``, ``ChunkedEncodingError``,
   ``ContentDecodingError``, ``InvalidURL``, ``InvalidHeader``;
@@ -43,13 +47,15 @@ import socket
 import ssl
 import threading
 import zlib
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import DEFAULT_CA_BUNDLE_PATH, HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
+
+from .response_head import Fields, StrictResponse
 
 DEFAULT_POOL_MAXSIZE = 16
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -124,60 +130,6 @@ def decode_body(data: bytes, encoding: str, limit: int) -> bytes:
             return bytes(out)
         if wbits != 16 + zlib.MAX_WBITS:
             raise requests.exceptions.ContentDecodingError(f"bytes after the end of the {coding} stream")
-
-
-class BadResponseHead(http.client.HTTPException):
-    """The status line and header section did not arrive whole, or contradict themselves."""
-
-
-class _HeadWatch:
-    """Wraps a response's reader while its head is read, remembering the last line read."""
-
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
-        self.last = b""
-
-    def readline(self, limit: int = -1) -> bytes:
-        line: bytes = self.raw.readline(limit)
-        self.last = line
-        return line
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.raw, name)
-
-
-class _CheckedResponse(http.client.HTTPResponse):
-    """``http.client``'s response, stricter about the head (RFC 9110/9112):
-
-    * a head cut off by the close (no blank line) is an error, not a response whose body ends at once;
-    * interim 1xx responses are skipped (``http.client`` skips only 100), so the final one is returned
-      and nothing is left on the connection for the next request to read;
-    * ``Content-Length`` must be digits, and repeated ones must agree.
-    """
-
-    def begin(self) -> None:
-        if self.headers is not None:
-            return
-        watch = _HeadWatch(self.fp)
-        self.fp = watch
-        try:
-            super().begin()
-            while 101 < self.status < 200:  # 102 Processing, 103 Early Hints: wait for the final answer
-                self._check_head(watch)
-                self.headers = None
-                super().begin()
-            self._check_head(watch)
-        finally:
-            if self.fp is watch:
-                self.fp = watch.raw
-        lengths = {v.strip() for v in self.headers.get_all("Content-Length") or ()}
-        if len(lengths) > 1 or not all(v.isdigit() and v.isascii() for v in lengths):
-            raise BadResponseHead(f"invalid Content-Length {sorted(lengths)}")
-
-    @staticmethod
-    def _check_head(watch: _HeadWatch) -> None:
-        if watch.last not in (b"\r\n", b"\n"):
-            raise BadResponseHead("the connection closed inside the response head")
 
 
 class _Pool:
@@ -323,7 +275,7 @@ class KeepAliveAdapter(HTTPAdapter):
                                                    context=self._context(*tls_key))
             else:
                 conn = http.client.HTTPConnection(host, port, timeout=connect_s)
-            conn.response_class = _CheckedResponse
+            conn.response_class = StrictResponse
             conn.connect()
         except (ssl.SSLError, ssl.CertificateError) as exc:
             raise requests.exceptions.SSLError(f"TLS handshake with {host}:{port} failed: {exc}",
@@ -375,9 +327,7 @@ class KeepAliveAdapter(HTTPAdapter):
         if too_long:
             raise requests.exceptions.ContentDecodingError(
                 f"response body exceeds {self._max_body} bytes", request=request)
-        merged: CaseInsensitiveDict[str] = CaseInsensitiveDict()
-        for name, value in resp.getheaders():
-            merged[name] = f"{merged[name]}, {value}" if name in merged else value
+        merged = cast(Fields, resp.headers).merged()
         data = decode_body(data, merged.get("Content-Encoding", ""), self._max_body)
         return resp.status, resp.reason, merged, data, complete and not resp.will_close
 
