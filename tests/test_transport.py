@@ -950,3 +950,25 @@ def test_close_closes_idle_pooled_sockets(serve, closer) -> None:
         s.get_adapter(first.url).close()
     assert wait_until(first.conns[0].client_closed.is_set)
     assert wait_until(second.conns[0].client_closed.is_set)
+
+
+def test_peer_closed_tells_a_usable_idle_socket_from_a_dead_one() -> None:
+    from cijobs.transport import peer_closed
+
+    a, b = socket.socketpair()
+    try:
+        assert peer_closed(a) is False  # idle, open, nothing to read
+        b.sendall(b"x")
+        assert peer_closed(a) is True  # stray bytes: not safe to send a request on it
+        a.recv(1)
+        b.close()
+        assert peer_closed(a) is True  # EOF from the peer
+    finally:
+        a.close()
+    assert peer_closed(a) is True and peer_closed(None) is True  # closed here / no socket
+
+
+def test_responses_carry_the_adapter_as_their_connection(serve, session) -> None:
+    server = serve(keep_alive())
+    r = session.get(server.url + "/c", timeout=T)
+    assert r.connection is session.get_adapter(server.url)

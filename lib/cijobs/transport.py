@@ -87,6 +87,10 @@ def peer_closed(sock: Optional[socket.socket]) -> bool:
     if sock is None or sock.fileno() < 0:
         return True
     try:
+        if hasattr(select, "poll"):  # no FD_SETSIZE limit, unlike select()
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
@@ -331,10 +335,10 @@ class KeepAliveAdapter(HTTPAdapter):
         data = decode_body(data, merged.get("Content-Encoding", ""), self._max_body)
         return resp.status, resp.reason, merged, data, complete and not resp.will_close
 
-    @staticmethod
-    def _response(request: requests.PreparedRequest, status: int, reason: str,
+    def _response(self, request: requests.PreparedRequest, status: int, reason: str,
                   headers: CaseInsensitiveDict[str], data: bytes) -> requests.Response:
         response = requests.Response()
+        response.connection = self  # as HTTPAdapter.build_response sets it (auth handlers re-send through it)
         response.status_code = status
         response.reason = reason
         response.headers = headers
