@@ -154,9 +154,11 @@ class JobClient:
     def query(self, job_ids: Iterable[str], deadline: Optional[Deadline] = None) -> QueryResult:
         """Query every ID (any number): deduplicated, validated, ≤10 per request, in parallel."""
         deadline = deadline or Deadline.never()
-        wanted = dedupe(job_ids)
-        valid = [i for i in wanted if validate_job_id(i)]
-        result = QueryResult(invalid=[i for i in wanted if not validate_job_id(i)])
+        valid: list[str] = []
+        invalid: list[str] = []
+        for job_id in dedupe(job_ids):
+            (valid if validate_job_id(job_id) else invalid).append(job_id)
+        result = QueryResult(invalid=invalid)
         if not valid:
             return result
         creds = self._credentials()
