@@ -19,7 +19,7 @@ import tracemalloc
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 import requests
@@ -229,6 +229,27 @@ def first_then_ok(first: Script) -> Script:
     def script(conn: Conn) -> None:
         (first if conn.index == 0 else keep_alive())(conn)
     return script
+
+
+def answer_then_close(raw: bytes) -> Script:
+    """Read the request, send ``raw`` (a broken answer), close."""
+    def script(conn: Conn) -> None:
+        assert conn.request() is not None
+        conn.send(raw)
+        conn.close()
+    return script
+
+
+def fails_retryably_then_recovers(serve: Any, session: requests.Session, first: Script) -> Any:
+    """``first`` answers the first connection: the request fails with an exception the clients retry
+    (``RETRYABLE_EXCEPTIONS``), and the next request, on a fresh connection, works. Returns the server
+    and the exception."""
+    server = serve(first_then_ok(first))
+    with pytest.raises(requests.RequestException) as info:
+        session.get(server.url + "/t", timeout=T)
+    assert isinstance(info.value, RETRYABLE_EXCEPTIONS)
+    assert session.get(server.url + "/next", timeout=T).content == b"GET /next"
+    return server, info.value
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
@@ -456,32 +477,16 @@ def test_chunked_body_is_decoded_and_the_connection_reused(serve, session) -> No
     b"zz\r\nhello\r\n",                 # not a chunk size
 ], ids=["no-last-chunk", "mid-chunk", "bad-size"])
 def test_chunked_body_that_ends_early_is_a_retryable_error(serve, session, wire) -> None:
-    def bad(conn: Conn) -> None:
-        conn.request()
-        conn.send(reply(b"", headers=[("Transfer-Encoding", "chunked")], length=False) + wire)
-        conn.close()
-
-    server = serve(first_then_ok(bad))
-    with pytest.raises(requests.RequestException) as info:
-        session.get(server.url + "/c", timeout=T)
-    assert isinstance(info.value, RETRYABLE_EXCEPTIONS)
-    assert isinstance(info.value, (requests.exceptions.ChunkedEncodingError, requests.ConnectionError))
-    assert session.get(server.url + "/next", timeout=T).content == b"GET /next"
+    head = reply(b"", headers=[("Transfer-Encoding", "chunked")], length=False)
+    _, exc = fails_retryably_then_recovers(serve, session, answer_then_close(head + wire))
+    assert isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.ConnectionError))
 
 
 # ---------------------------------------------------------------------------------------------- 5. truncation
 @pytest.mark.parametrize("sent", [b"", b"0123456789"])
 def test_body_shorter_than_content_length_is_never_a_success(serve, session, sent) -> None:
-    def bad(conn: Conn) -> None:
-        conn.request()
-        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + sent)
-        conn.close()
-
-    server = serve(first_then_ok(bad))
-    with pytest.raises(requests.RequestException) as info:
-        session.get(server.url + "/t", timeout=T)
-    assert isinstance(info.value, RETRYABLE_EXCEPTIONS)
-    assert session.get(server.url + "/next", timeout=T).content == b"GET /next"
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + sent
+    server, _ = fails_retryably_then_recovers(serve, session, answer_then_close(raw))
     assert server.accepted == 2
 
 
@@ -492,16 +497,7 @@ def test_body_shorter_than_content_length_is_never_a_success(serve, session, sen
 def test_head_cut_off_before_the_blank_line_is_a_retryable_error(serve, session, head) -> None:
     # RFC 9112 section 8: a close-delimited body is complete only "if the header section was received
     # intact"; a head that never reached its blank line is an incomplete message, not an empty 200.
-    def bad(conn: Conn) -> None:
-        conn.request()
-        conn.send(head)
-        conn.close()
-
-    server = serve(first_then_ok(bad))
-    with pytest.raises(requests.RequestException) as info:
-        session.get(server.url + "/t", timeout=T)
-    assert isinstance(info.value, RETRYABLE_EXCEPTIONS)
-    assert session.get(server.url + "/next", timeout=T).content == b"GET /next"
+    fails_retryably_then_recovers(serve, session, answer_then_close(head))
 
 
 @pytest.mark.parametrize(("lengths", "ok"), [(("2", "2"), True), (("2", "10"), False)], ids=["same", "conflicting"])
@@ -527,16 +523,8 @@ def test_repeated_content_length_must_agree(serve, session, lengths, ok) -> None
 
 @pytest.mark.parametrize("value", ["abc", "-1", "1e3", "٣"])
 def test_a_content_length_that_is_not_digits_is_an_error(serve, session, value) -> None:
-    def script(conn: Conn) -> None:
-        assert conn.request() is not None
-        conn.send(f"HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\nok".encode())
-        conn.close()
-
-    server = serve(first_then_ok(script))
-    with pytest.raises(requests.RequestException) as info:
-        session.get(server.url + "/cl", timeout=T)
-    assert isinstance(info.value, RETRYABLE_EXCEPTIONS)
-    assert session.get(server.url + "/next", timeout=T).content == b"GET /next"
+    raw = f"HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\nok".encode()
+    fails_retryably_then_recovers(serve, session, answer_then_close(raw))
 
 
 def test_interim_1xx_responses_are_skipped(serve, session) -> None:
@@ -602,11 +590,8 @@ def test_peer_resets_or_closes_instead_of_answering(serve, session, how) -> None
         conn.request()
         getattr(conn, how)()
 
-    server = serve(first_then_ok(bad))
-    with pytest.raises(requests.ConnectionError) as info:
-        session.get(server.url + "/x", timeout=T)
-    assert isinstance(info.value, RETRYABLE_EXCEPTIONS)
-    assert session.get(server.url + "/next", timeout=T).content == b"GET /next"
+    server, exc = fails_retryably_then_recovers(serve, session, bad)
+    assert isinstance(exc, requests.ConnectionError)
     assert server.accepted == 2
 
 
@@ -674,17 +659,22 @@ def test_decompression_bomb_is_refused_within_bounded_memory(serve, coding, enco
         s.close()
 
 
+def gets_body_or_size_error(s: requests.Session, url: str, expected: Optional[bytes]) -> None:
+    """GET ``url``: the body is ``expected``, or (``None``) the size limit refuses it."""
+    if expected is not None:
+        assert s.get(url, timeout=T).content == expected
+    else:
+        with pytest.raises(requests.exceptions.ContentDecodingError, match="exceeds"):
+            s.get(url, timeout=T)
+
+
 @pytest.mark.parametrize(("size", "ok"), [(LIMIT, True), (LIMIT + 1, False)])
 def test_decoded_size_limit_is_exact(serve, size, ok) -> None:
     data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
     server = serve(keep_alive(lambda req: reply(gzip.compress(data), headers=[("Content-Encoding", "gzip")])))
     s = limited_session(LIMIT)
     try:
-        if ok:
-            assert s.get(server.url + "/z", timeout=T).content == data
-        else:
-            with pytest.raises(requests.exceptions.ContentDecodingError):
-                s.get(server.url + "/z", timeout=T)
+        gets_body_or_size_error(s, server.url + "/z", data if ok else None)
     finally:
         s.close()
 
@@ -714,11 +704,7 @@ def test_plain_body_size_limit(serve, framing, size, ok) -> None:
     server = serve(script)
     s = limited_session(LIMIT)
     try:
-        if ok:
-            assert s.get(server.url + "/p", timeout=T).content == data
-        else:
-            with pytest.raises(requests.exceptions.ContentDecodingError):
-                s.get(server.url + "/p", timeout=T)
+        gets_body_or_size_error(s, server.url + "/p", data if ok else None)
         assert s.get(server.url + "/again", timeout=T).content == b"GET /again"  # the session still works
         # a body read to its end keeps a keep-alive connection; an over-limit one is dropped, never reused
         assert server.accepted == (1 if ok and framing != "close-delimited" else 2)
