@@ -14,7 +14,7 @@ from cijobs.cmq_client import CmqError, CmqTarget
 from cijobs.credentials import Credentials
 from cijobs.http import Deadline
 from cijobs.settings import Settings
-from cijobs.sinks import CmqSink, build_sinks, canonical_json
+from cijobs.sinks import CmqSink, SinkConfigError, build_sinks, canonical_json
 from cijobs.sinks.cmq import topic_tags
 from cijobs.sinks.store import FileObjectStore
 
@@ -119,3 +119,15 @@ def test_build_sinks_claim_check_store_and_api_mode(tmp_path: Path) -> None:
     assert isinstance(sink, CmqSink) and sink.claim_store is not None and sink.claim_check_bytes == 2048
     api = build_sinks(Settings(result_sink="cmq-topic://ap-guangzhou/t", cmq_mode="api"), lambda: creds)
     assert isinstance(api, CmqSink) and api.client.max_batch == 1
+
+
+@pytest.mark.parametrize(("name", "url"), [
+    ("CLAIM_CHECK_STORE", "file:///tmp/cijobs/pending/.pending"),
+    ("CLAIM_CHECK_STORE", "cos://examplebucket-1250000000.ap-guangzhou/state/.pending/claims"),
+    ("RESULT_SINK", "file:///tmp/cijobs/pending/.pending/results"),
+])
+def test_no_store_may_sit_inside_a_pending_folder(name: str, url: str) -> None:
+    fields = {"claim_check_store": url, "result_sink": "cmq-queue://ap-guangzhou/q"} if name == "CLAIM_CHECK_STORE" \
+        else {"result_sink": url}
+    with pytest.raises(SinkConfigError, match=rf"{name} .*'\.pending' folder"):
+        build_sinks(Settings(cmq_endpoint="http://127.0.0.1:1", **fields), lambda: Credentials("AKIDx", "k"))

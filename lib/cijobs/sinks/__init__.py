@@ -20,6 +20,7 @@ from ..http import Deadline
 from ..models import Job
 from ..settings import Settings
 from .base import (
+    PENDING_DIR,
     KeyLayout,
     Sink,
     SinkConfigError,
@@ -104,6 +105,7 @@ def build_sinks(
         layout = KeyLayout(settings.result_key_template)
         claim_store: Optional[ObjectStore] = None
         if settings.claim_check_store:
+            _refuse_pending_folder(settings.claim_check_store, "CLAIM_CHECK_STORE")
             claim_store = store_from_url(settings.claim_check_store, "CLAIM_CHECK_STORE", cos)
         sinks: list[Sink] = []
         for raw in settings.result_sink.split(","):
@@ -111,6 +113,7 @@ def build_sinks(
             if not url:
                 continue
             if url.startswith(("file://", "cos://")):
+                _refuse_pending_folder(url, "RESULT_SINK")
                 store = store_from_url(url, "RESULT_SINK", cos)
                 try:  # a prefix such as ".pending" passes URL parsing but gives keys no write would accept
                     layout.render(store.prefix, SAMPLE_JOB_ID, "Success", "Transcode")
@@ -133,3 +136,11 @@ def build_sinks(
     if len(set(names)) != len(names):
         raise SinkConfigError(f"RESULT_SINK names the same sink twice: {settings.result_sink!r}")
     return sinks[0] if len(sinks) == 1 else MultiSink(sinks)
+
+
+def _refuse_pending_folder(url: str, name: str) -> None:
+    """A store must not sit inside a pending registry's ``.pending`` folder: the registry reads every
+    object there as a pending job."""
+    location = url.split("://", 1)[1]
+    if PENDING_DIR in location.split("/"):
+        raise SinkConfigError(f"{name} {url!r} is inside a {PENDING_DIR!r} folder, reserved for the pending registry")
