@@ -26,7 +26,7 @@ import requests
 import responses
 
 from cijobs.http import RETRYABLE_EXCEPTIONS, new_session
-from cijobs.transport import KeepAliveAdapter
+from cijobs.transport import CertificateVerifyError, KeepAliveAdapter
 
 TLS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "tls")
 CERT = os.path.join(TLS_DIR, "cert.pem")  # self-signed, 127.0.0.1 + localhost, test-only
@@ -869,8 +869,9 @@ def test_tls_with_the_test_ca_and_keep_alive(tls_server, session) -> None:
 
 
 def test_tls_default_verification_refuses_a_self_signed_server(tls_server, session) -> None:
-    with pytest.raises(requests.exceptions.SSLError):
+    with pytest.raises(CertificateVerifyError, match=r"refused: self[- ]signed certificate") as info:
         session.get(tls_server.url + "/x", timeout=T)  # verify=True: certifi's bundle
+    assert isinstance(info.value, requests.exceptions.SSLError)  # still requests' own kind for callers
     assert tls_server.requests == []
 
 

@@ -37,6 +37,7 @@ from .job_ids import dedupe, validate_job_id
 from .models import ErrorInfo, Job, JobFailure, QueryResult, ServiceError
 from .settings import BUCKET_RE, REGION_RE, Settings, SettingsError
 from .signing import CosSigner
+from .transport import CertificateVerifyError
 
 MAX_IDS_PER_CALL = 10  # documented limit of GET /jobs/<id>,<id>...
 TOKEN_HEADER = "x-ci-security-token"
@@ -202,6 +203,10 @@ class JobClient:
                 prepare_get(self._session, url, headers, signer), allow_redirects=False,
                 timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
             )
+        except CertificateVerifyError as exc:  # the same request will be refused again: no retry
+            err = CIError(None, "CertificateVerifyFailed", str(exc), None, ids, retryable=False)
+            self._log_request(started, fields, status=None, request_id=None, error=err.code)
+            return _BatchOutcome(ids, error=err)
         except RETRYABLE_EXCEPTIONS as exc:
             code = "Timeout" if isinstance(exc, requests.Timeout) else "ConnectionError"
             err = CIError(None, code, type(exc).__name__, None, ids, retryable=True)

@@ -38,6 +38,7 @@ from .http import RETRYABLE_EXCEPTIONS, Deadline, RetryPolicy, is_retryable_stat
 from .log import get_logger
 from .models import ServiceError
 from .settings import Settings
+from .transport import CertificateVerifyError
 
 MAX_BATCH = 16
 MAX_BATCH_BYTES = 64 * 1024
@@ -169,6 +170,8 @@ class DataflowCmqClient:
                 self._url, data=signed, allow_redirects=False,
                 timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
             )
+        except CertificateVerifyError as exc:  # refused again on retry
+            raise CmqError("CertificateVerifyFailed", f"{action}: {exc}", False) from None
         except RETRYABLE_EXCEPTIONS as exc:
             raise CmqError(type(exc).__name__, f"{action}: network error", True) from None
         except requests.RequestException as exc:

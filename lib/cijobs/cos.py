@@ -35,6 +35,7 @@ from .log import get_logger
 from .models import ServiceError
 from .settings import BUCKET_RE, REGION_RE, Settings
 from .signing import CosSigner
+from .transport import CertificateVerifyError
 
 TOKEN_HEADER = "x-cos-security-token"
 META_PREFIX = "x-cos-meta-"
@@ -359,6 +360,8 @@ class CosClient:
                     timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
                     allow_redirects=False,
                 )
+            except CertificateVerifyError as exc:  # refused again on retry
+                error = CosError(None, "CertificateVerifyFailed", f"{method} {key or '/'}: {exc}", retryable=False)
             except RETRYABLE_EXCEPTIONS as exc:
                 error = CosError(None, type(exc).__name__, f"{method} {key or '/'}: network error", retryable=True)
             except requests.RequestException as exc:  # bad URL, too many redirects...: not transient

@@ -28,8 +28,9 @@ What it does:
   ``gzip``/``deflate`` body is decoded within the same bound (a cut or trailing-garbage stream is an
   error; multi-member gzip is decoded whole);
 * failures are requests' exceptions: ``ConnectTimeout``, ``ReadTimeout``,
-  ``SSLError``, ``ConnectionError``, ``ChunkedEncodingError``,
-  ``ContentDecodingError``, ``InvalidURL``, ``InvalidHeader``;
+  ``SSLError`` (:class:`CertificateVerifyError` when the certificate is refused),
+  ``ConnectionError``, ``ChunkedEncodingError``, ``ContentDecodingError``,
+  ``InvalidURL``, ``InvalidHeader``;
 * proxies are refused (``InvalidProxyURL``): signed calls go direct, and
   ``new_session()`` turns off proxies from the environment.
 
@@ -134,6 +135,11 @@ def decode_body(data: bytes, encoding: str, limit: int) -> bytes:
             return bytes(out)
         if wbits != 16 + zlib.MAX_WBITS:
             raise requests.exceptions.ContentDecodingError(f"bytes after the end of the {coding} stream")
+
+
+class CertificateVerifyError(requests.exceptions.SSLError):
+    """The server's TLS certificate was refused (untrusted, expired, or for another host): retrying
+    the same request will not help, unlike a handshake cut by the network."""
 
 
 class _Pool:
@@ -281,6 +287,9 @@ class KeepAliveAdapter(HTTPAdapter):
                 conn = http.client.HTTPConnection(host, port, timeout=connect_s)
             conn.response_class = StrictResponse
             conn.connect()
+        except ssl.SSLCertVerificationError as exc:
+            raise CertificateVerifyError(f"TLS certificate of {host}:{port} refused: {exc.verify_message}",
+                                         request=request) from None
         except (ssl.SSLError, ssl.CertificateError) as exc:
             raise requests.exceptions.SSLError(f"TLS handshake with {host}:{port} failed: {exc}",
                                                request=request) from None
