@@ -1,4 +1,6 @@
-"""A refused TLS certificate is a clear, final error in every client: no retries, its own code.
+"""A refused TLS certificate has its own error code in every client (``CertificateVerifyFailed``, not a
+bare ``ConnectionError``), and stays retryable: the jobs are kept pending until the endpoint or its
+certificate is fixed, never dropped.
 
 The server is a TLS listener on 127.0.0.1 with the test-only self-signed certificate
 (``tests/data/tls``); the clients verify against certifi's bundle, as in production.
@@ -35,11 +37,11 @@ class TLSServer:
     def __init__(self, url: str, handshakes: list[str]) -> None:
         self.url, self.handshakes = url, handshakes
 
-    def saw_one_refused_handshake(self) -> bool:
+    def saw_only_refused_handshakes(self) -> bool:
         deadline = time.monotonic() + 2
         while not self.handshakes and time.monotonic() < deadline:
             time.sleep(0.01)
-        return self.handshakes == ["refused by the client"]
+        return bool(self.handshakes) and set(self.handshakes) == {"refused by the client"}
 
 
 @pytest.fixture
@@ -80,9 +82,9 @@ def test_ci_client(tls: TLSServer) -> None:
     settings = Settings(ci_bucket="examplebucket-1250000000", ci_region="ap-guangzhou", ci_endpoint=tls.url)
     result = JobClient(settings, credentials=lambda: CREDS, sleep=sleeps).query([JOB])
     (failure,) = result.failed
-    assert failure.error.code == "CertificateVerifyFailed" and not failure.retryable
-    assert "certificate" in failure.error.message and sleeps == []  # one attempt, no backoff
-    assert tls.saw_one_refused_handshake()
+    assert failure.error.code == "CertificateVerifyFailed" and failure.retryable
+    assert "certificate" in failure.error.message and len(sleeps) == settings.ci_max_attempts - 1
+    assert tls.saw_only_refused_handshakes()
 
 
 def test_cos_client(tls: TLSServer) -> None:
@@ -90,8 +92,8 @@ def test_cos_client(tls: TLSServer) -> None:
     cos = CosClient(Settings(cos_endpoint=tls.url), lambda: CREDS, sleep=sleeps)
     with pytest.raises(CosError) as info:
         cos.put_object("examplebucket-1250000000", "ap-guangzhou", "k.json", b"{}", "application/json")
-    assert info.value.code == "CertificateVerifyFailed" and not info.value.retryable and sleeps == []
-    assert tls.saw_one_refused_handshake()
+    assert info.value.code == "CertificateVerifyFailed" and info.value.retryable and len(sleeps) >= 1
+    assert tls.saw_only_refused_handshakes()
 
 
 def test_cmq_client(tls: TLSServer) -> None:
@@ -99,5 +101,5 @@ def test_cmq_client(tls: TLSServer) -> None:
     cmq = DataflowCmqClient(Settings(cmq_endpoint=tls.url), lambda: CREDS, sleep=sleeps)
     with pytest.raises(CmqError) as info:
         cmq.send(CmqTarget("queue", "ap-guangzhou", "results"), ["{}"])
-    assert info.value.code == "CertificateVerifyFailed" and not info.value.retryable and sleeps == []
-    assert tls.saw_one_refused_handshake()
+    assert info.value.code == "CertificateVerifyFailed" and info.value.retryable and len(sleeps) >= 1
+    assert tls.saw_only_refused_handshakes()

@@ -203,8 +203,8 @@ class JobClient:
                 prepare_get(self._session, url, headers, signer), allow_redirects=False,
                 timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
             )
-        except CertificateVerifyError as exc:  # the same request will be refused again: no retry
-            err = CIError(None, "CertificateVerifyFailed", str(exc), None, ids, retryable=False)
+        except CertificateVerifyError as exc:  # its own code; still retryable: the jobs stay pending until fixed
+            err = CIError(None, "CertificateVerifyFailed", str(exc), None, ids, retryable=True)
             self._log_request(started, fields, status=None, request_id=None, error=err.code)
             return _BatchOutcome(ids, error=err)
         except RETRYABLE_EXCEPTIONS as exc:

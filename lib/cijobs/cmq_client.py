@@ -170,8 +170,8 @@ class DataflowCmqClient:
                 self._url, data=signed, allow_redirects=False,
                 timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
             )
-        except CertificateVerifyError as exc:  # refused again on retry
-            raise CmqError("CertificateVerifyFailed", f"{action}: {exc}", False) from None
+        except CertificateVerifyError as exc:  # named for what it is; retryable like any network failure
+            raise CmqError("CertificateVerifyFailed", f"{action}: {exc}", True) from None
         except RETRYABLE_EXCEPTIONS as exc:
             raise CmqError(type(exc).__name__, f"{action}: network error", True) from None
         except requests.RequestException as exc:

@@ -360,8 +360,8 @@ class CosClient:
                     timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
                     allow_redirects=False,
                 )
-            except CertificateVerifyError as exc:  # refused again on retry
-                error = CosError(None, "CertificateVerifyFailed", f"{method} {key or '/'}: {exc}", retryable=False)
+            except CertificateVerifyError as exc:  # named for what it is; retryable like any network failure
+                error = CosError(None, "CertificateVerifyFailed", f"{method} {key or '/'}: {exc}", retryable=True)
             except RETRYABLE_EXCEPTIONS as exc:
                 error = CosError(None, type(exc).__name__, f"{method} {key or '/'}: network error", retryable=True)
             except requests.RequestException as exc:  # bad URL, too many redirects...: not transient
