@@ -138,8 +138,8 @@ def decode_body(data: bytes, encoding: str, limit: int) -> bytes:
 
 
 class CertificateVerifyError(requests.exceptions.SSLError):
-    """The server's TLS certificate was refused (untrusted, expired, or for another host): retrying
-    the same request will not help, unlike a handshake cut by the network."""
+    """The server's TLS certificate was refused (untrusted, expired, or for another host), as opposed to
+    a handshake cut by the network; the clients report it as ``CertificateVerifyFailed``."""
 
 
 class _Pool:
