@@ -244,3 +244,52 @@ def test_result_body_round_trips(tmp_path: Path) -> None:
     j = job(Operation={"Output": {"Object": "out/中文.mp4"}}, Progress=100)
     file_sink(tmp_path).write([j])
     assert json.loads((tmp_path / "Transcode" / f"{JOB_ID}.json").read_text("utf-8")) == j
+
+
+# -- daily index (RESULT_INDEX=daily) -------------------------------------------------------------
+def test_daily_index_entry_per_result_dated_by_end_time(tmp_path: Path) -> None:
+    sink = build_sinks(Settings(result_sink=f"file://{tmp_path}", result_index="daily"), lambda: CREDS)
+    assert isinstance(sink, ObjectSink) and sink.index
+    done = job(EndTime="2026-11-29T23:59:42+08:00", CreationTime="2026-11-28T10:00:00+08:00")
+    other = job(job_id="j" + "1" * 32, tag="Snapshot", state="Failed", EndTime=None,
+                CreationTime="2026-11-28T10:00:00+08:00")
+    undated = job(job_id="j" + "2" * 32, tag="Animation")
+    assert all(r.ok for r in sink.write([done, other, undated]))
+    assert files(tmp_path) == sorted([
+        f"Transcode/{JOB_ID}.json", f"Snapshot/j{'1' * 32}.json", f"Animation/j{'2' * 32}.json",
+        f"_index/2026-11-29/{JOB_ID}.json",            # the day of EndTime, as CI gives it (+08:00)
+        f"_index/2026-11-28/j{'1' * 32}.json",          # no EndTime: CreationTime
+        f"_index/undated/j{'2' * 32}.json",
+    ])
+    entry = json.loads((tmp_path / "_index" / "2026-11-29" / f"{JOB_ID}.json").read_bytes())
+    assert entry == {"JobId": JOB_ID, "Tag": "Transcode", "State": "Success", "Key": f"Transcode/{JOB_ID}.json",
+                     "EndTime": "2026-11-29T23:59:42+08:00"}
+    before = {p: (tmp_path / p).read_bytes() for p in files(tmp_path)}
+    assert all(r.ok and r.already for r in sink.write([done, other, undated]))  # a retry adds nothing
+    assert {p: (tmp_path / p).read_bytes() for p in files(tmp_path)} == before
+
+
+def test_no_index_by_default(tmp_path: Path) -> None:
+    [r] = file_sink(tmp_path).write([job(EndTime="2026-11-29T23:59:42+08:00")])
+    assert r.ok and files(tmp_path) == [f"Transcode/{JOB_ID}.json"]
+
+
+def test_a_failed_index_write_fails_the_job_retryably_and_the_retry_completes_it(fake_cos: FakeCos) -> None:
+    client, _ = make_client(max_attempts=1)
+    sink = ObjectSink(CosObjectStore(client, parse_cos_url(f"cos://{BUCKET}.{REGION}/results")), KeyLayout(), 1,
+                      index=True)
+    done = job(EndTime="2026-11-29T23:59:42+08:00")
+    fake_cos.faults = [None, (503, "SlowDown")]  # the result PUT goes through, the index PUT does not
+    [r] = sink.write([done])
+    assert not r.ok and r.retryable and r.error is not None and r.error.code == "SlowDown"
+    assert list(fake_cos.objects) == [f"results/Transcode/{JOB_ID}.json"]
+    [r] = sink.write([done])
+    assert r.ok and r.already  # the result was there; the entry is written now
+    assert sorted(fake_cos.objects) == [f"results/Transcode/{JOB_ID}.json", f"results/_index/2026-11-29/{JOB_ID}.json"]
+
+
+def test_result_index_setting_is_validated() -> None:
+    from cijobs.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="RESULT_INDEX must be one of none, daily"):
+        Settings.from_env({"RESULT_INDEX": "weekly"})

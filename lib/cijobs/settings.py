@@ -135,6 +135,9 @@ SETTINGS: tuple[Setting, ...] = (
             "cmq-topic://REGION/NAME; several separated by commas."),
     Setting("RESULT_KEY_TEMPLATE", "result_key_template", _str, "{prefix}/{Tag}/{JobId}.json",
             "Object key layout for COS/file results ({prefix}, {Tag}, {JobId}, {State})."),
+    Setting("RESULT_INDEX", "result_index", _choice("none", "daily"), "none",
+            "daily: also write a small index object per COS/file result under {prefix}/_index/<date>/ "
+            "(date of the job's EndTime), so one listing finds a day's results."),
     Setting("PENDING_STORE", "pending_store", _url(("file", "cos")), "file:///tmp/cijobs/pending",
             "Pending-jobs registry: file://DIR or cos://BUCKET-APPID.REGION/PREFIX."),
     Setting("PENDING_MAX_AGE_S", "pending_max_age_s", _int_range(60, 30 * 86400), 86400,
@@ -181,6 +184,7 @@ class Settings:
     ci_max_attempts: int = 4
     result_sink: str = "file:///tmp/cijobs/results"
     result_key_template: str = "{prefix}/{Tag}/{JobId}.json"
+    result_index: str = "none"
     pending_store: str = "file:///tmp/cijobs/pending"
     pending_max_age_s: int = 86400
     cos_endpoint: Optional[str] = None

@@ -121,7 +121,7 @@ def build_sinks(
                     raise SinkConfigError(f"RESULT_SINK {url!r}: its prefix gives unusable result keys ({exc})") \
                         from None
                 concurrency = 1 if isinstance(store, FileObjectStore) else settings.ci_concurrency
-                sinks.append(ObjectSink(store, layout, concurrency))
+                sinks.append(ObjectSink(store, layout, concurrency, index=settings.result_index == "daily"))
             elif url.startswith(("cmq-queue://", "cmq-topic://")):
                 sinks.append(CmqSink(cmq(), parse_target(url), claim_store, settings.claim_check_bytes))
             else:

@@ -10,11 +10,20 @@ disk). When the key already exists the stored object is compared with ours:
 * different ``State`` (only possible with a custom template without
   ``{State}``, since terminal results never change in CI) → ``ConflictingResult``,
   not retryable; nothing is overwritten.
+
+Daily index (``RESULT_INDEX=daily``): once a result is stored (or found already
+stored), a small entry ``{"JobId", "Tag", "State", "Key", "EndTime"}`` is created
+at ``<prefix>/_index/<YYYY-MM-DD>/<JobId>.json``, the date being the job's
+``EndTime`` (else ``CreationTime``, else ``undated``) as CI gives it, so listing
+one prefix finds a day's results. Created if absent, so retries and duplicate
+notifications add nothing; if it cannot be written the job's write fails
+(retryable) and the retry, finding the result already there, writes the entry.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
@@ -27,14 +36,27 @@ from .base import KeyLayout, WriteResult, canonical_json, job_fields, refuse, sh
 from .store import ObjectStore, StoredObject, StoreError
 
 CONTENT_TYPE = "application/json"
+INDEX_DIR = "_index"
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def index_date(job: Job) -> str:
+    """The day a result is indexed under: ``EndTime``'s date, else ``CreationTime``'s, else ``undated``."""
+    for name in ("EndTime", "CreationTime"):
+        value = job.get(name)
+        if isinstance(value, str) and _DATE.match(value):
+            return value[:10]
+    return "undated"
 
 
 class ObjectSink:
     """One object per terminal job in ``store`` at ``layout.render(...)``."""
 
-    def __init__(self, store: ObjectStore, layout: Optional[KeyLayout] = None, concurrency: int = 8) -> None:
+    def __init__(self, store: ObjectStore, layout: Optional[KeyLayout] = None, concurrency: int = 8,
+                 index: bool = False) -> None:
         self.store = store
         self.layout = layout or KeyLayout()
+        self.index = index
         self.name = store.description
         self._concurrency = max(1, concurrency)
         self._log = get_logger("cijobs.sinks")
@@ -51,6 +73,28 @@ class ObjectSink:
             return list(pool.map(lambda j: self._write_one(j, deadline), jobs))
 
     def _write_one(self, job: Job, deadline: Deadline) -> WriteResult:
+        result = self._write_result(job, deadline)
+        if not self.index or not result.ok:
+            return result
+        return self._write_index(job, result, deadline) or result
+
+    def _write_index(self, job: Job, result: WriteResult, deadline: Deadline) -> Optional[WriteResult]:
+        """The job's daily index entry (created if absent); a failed WriteResult when it cannot be written."""
+        job_id, state, tag = job_fields(job)
+        state = state or ""
+        key = self.key_for(job)
+        index_key = self.store.key(INDEX_DIR, index_date(job), f"{job_id}.json")
+        entry = canonical_json({"JobId": job_id, "Tag": tag, "State": state, "Key": key,
+                                "EndTime": job.get("EndTime")})
+        try:
+            self.store.create(index_key, entry, CONTENT_TYPE, {"jobid": job_id, "state": state}, deadline)
+        except StoreError as exc:
+            self._log.warning("index_write_failed", job_id=job_id, key=index_key, sink=self.name, code=exc.code,
+                              retryable=exc.retryable)
+            return WriteResult.from_error(job_id, state, exc.to_error_info(), exc.retryable)
+        return None
+
+    def _write_result(self, job: Job, deadline: Deadline) -> WriteResult:
         refused = refuse(job)
         if refused is not None:
             return refused
