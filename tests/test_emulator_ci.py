@@ -283,3 +283,25 @@ def test_latency_is_added(emu: Emulator, session: requests.Session) -> None:
         get(emu, session, f"/jobs/{jid(1)}")
         times.append(time.perf_counter() - t0)
     assert 0.028 <= statistics.median(times) < 0.045
+
+
+def test_job_xml_is_compact_like_ci_and_pretty_on_request(emu: Emulator, session: requests.Session) -> None:
+    """CI sends its XML without indentation (the byte-exact callbacks in the spec fixtures are one line);
+    the docs print it indented. Both normalize to the same document."""
+    from cijobs.normalize import normalize_document
+
+    ids = [jid(1), jid(2), jid(3)]
+    for n, tag in zip(ids, ["Transcode", "Snapshot", "SpeechRecognition"]):
+        emu.ci.add_job(n, tag=tag, state="Success")
+    path = "/jobs/" + ",".join(ids)
+    compact = get(emu, session, path).content
+    assert b">\n" not in compact and b">  " not in compact and compact.count(b"<JobsDetail>") == 3
+
+    config = session.post(emu.url + "/_emu/ci/config", json={"pretty_xml": True}, timeout=5)
+    assert config.status_code == 200 and config.json()["pretty_xml"] is True
+    pretty = get(emu, session, path).content
+    assert pretty.count(b"\n") > 100 and len(pretty) > len(compact) * 1.3
+    assert normalize_document(pretty) == normalize_document(compact)
+
+    session.post(emu.url + "/_emu/ci/config", json={"pretty_xml": False}, timeout=5)
+    assert get(emu, session, path).content == compact

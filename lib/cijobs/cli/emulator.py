@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=dest, type=float, default=0.0, help=help_text)
     parser.add_argument("--auto-jobs", action="store_true",
                         help="every well-formed job ID exists as a Success job (except IDs starting with jnone)")
+    parser.add_argument("--pretty-xml", action="store_true",
+                        help="indent job XML as the docs print it (CI itself sends it compact)")
     parser.add_argument("--seed", type=int, default=None, help="seed for faults and random job progress")
     parser.add_argument("--secret-id", default=DEFAULT_SECRET_ID, help="accepted SecretId")
     parser.add_argument("--secret-key", default=DEFAULT_SECRET_KEY, help="accepted SecretKey")
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         emu = Emulator(
             secret_id=args.secret_id, secret_key=args.secret_key, token=args.token, latency_ms=args.latency_ms,
-            fail_rate=args.fail_rate, seed=args.seed, auto_jobs=args.auto_jobs, host=args.host, port=args.port,
+            fail_rate=args.fail_rate, seed=args.seed, auto_jobs=args.auto_jobs, pretty_xml=args.pretty_xml,
+            host=args.host, port=args.port,
             **faults,
         )
         emu.start()

@@ -78,11 +78,13 @@ class CIStore:
         clock: Callable[[], float] = time.time,
         auto_jobs: bool = False,
         seed: Optional[int] = None,
+        pretty_xml: bool = False,
     ) -> None:
         self.jobs: dict[str, JobRecord] = {}
         self.requests: list[CIRequest] = []
         self.auto_jobs = auto_jobs
         self.finish_probability = 0.0  # per query of a non-terminal job: chance it moves one step
+        self._pretty_xml = pretty_xml  # indent job XML as the docs print it (CI itself sends it compact)
         self._keys = keys
         self._ids = ids
         self._clock = clock
@@ -167,10 +169,21 @@ class CIStore:
             rec.message = message or ""
         rec._xml = None
 
+    @property
+    def pretty_xml(self) -> bool:
+        return self._pretty_xml
+
+    @pretty_xml.setter
+    def pretty_xml(self, value: bool) -> None:
+        with self._lock:
+            self._pretty_xml = bool(value)
+            for rec in self.jobs.values():
+                rec._xml = None
+
     def _xml_of(self, rec: JobRecord) -> bytes:
         if rec._xml is None:
             el = samples.render(rec.job_id, rec.tag, rec.state, rec.created, rec.started, rec.ended,
-                                rec.code, rec.message)
+                                rec.code, rec.message, pretty=self._pretty_xml)
             rec._xml = tostring(el, encoding="utf-8", xml_declaration=False)
         return rec._xml
 

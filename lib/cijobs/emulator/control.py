@@ -10,7 +10,7 @@ POST   /_emu/ci/jobs              ``{"jobs": [{"job_id", "tag"?, "state"?, "fini
 POST   /_emu/ci/state             ``{"job_id", "state", "code"?, "message"?}``
 POST   /_emu/ci/advance           ``{"probability"?: 1.0}`` -> ``{"moved": n}``
 POST   /_emu/ci/finish_after      ``{"job_id", "n_queries", "state"?}``
-POST   /_emu/ci/config            ``{"auto_jobs"?: bool, "finish_probability"?: p}``
+POST   /_emu/ci/config            ``{"auto_jobs"?: bool, "finish_probability"?: p, "pretty_xml"?: bool}``
 GET    /_emu/ci/requests?limit=N  the last N CI requests (path, ids, status)
 GET    /_emu/faults               global + per-side settings and injected counts
 POST   /_emu/faults[/<side>]      set settings, e.g. ``{"fail_rate": 0.2, "latency_ms": 5}``
@@ -131,7 +131,10 @@ class Control:
             if not 0.0 <= p <= 1.0:
                 raise ControlError(400, "finish_probability must be within 0..1")
             self._emu.ci.finish_probability = p
-        return {"auto_jobs": self._emu.ci.auto_jobs, "finish_probability": self._emu.ci.finish_probability}
+        if "pretty_xml" in body:
+            self._emu.ci.pretty_xml = bool(body["pretty_xml"])
+        return {"auto_jobs": self._emu.ci.auto_jobs, "finish_probability": self._emu.ci.finish_probability,
+                "pretty_xml": self._emu.ci.pretty_xml}
 
     def _ci_requests(self, req: Request, body: dict[str, Any]) -> Any:
         limit = int(req.query.get("limit", "100"))

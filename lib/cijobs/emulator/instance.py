@@ -37,6 +37,7 @@ class Emulator:
         fail_rate: float = 0.0,
         seed: Optional[int] = None,
         auto_jobs: bool = False,
+        pretty_xml: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.time,
@@ -49,7 +50,7 @@ class Emulator:
         self.ids = RequestIds(seed or 0)
         self.faults = Faults(seed, latency_ms=latency_ms, fail_rate=fail_rate, **faults)
         self.clock = clock
-        self.ci = CIStore(self.keys, self.ids, clock, auto_jobs=auto_jobs, seed=seed)
+        self.ci = CIStore(self.keys, self.ids, clock, auto_jobs=auto_jobs, seed=seed, pretty_xml=pretty_xml)
         self.cos = CosStore(self.keys, self.ids, clock)
         self.cmq = CmqStore(self.keys, self.ids, clock, max_message_bytes=cmq_max_message_bytes)
         self.control = Control(self)

@@ -28,20 +28,36 @@ TAGS = (
 CST = timezone(timedelta(hours=8))
 PROGRESS = {"Submitted": "0", "Running": "50", "Pause": "0", "Success": "100"}
 _RESULT_NAMES = ("MediaInfo", "MediaResult")
-_templates: dict[str, Element] = {}
+_templates: dict[tuple[str, bool], Element] = {}
 _lock = threading.Lock()
 
 
-def template(tag: str) -> Element:
-    """The parsed sample for ``tag`` (falls back to Transcode's shape for tags without a sample)."""
+def template(tag: str, pretty: bool = False) -> Element:
+    """The parsed sample for ``tag`` (falls back to Transcode's shape for tags without a sample).
+
+    Compact by default, as CI sends its XML (no whitespace between tags: see the byte-exact callbacks
+    ``callback-TaskFinish-workflow-SuperResolution.xml`` and ``callback-WorkflowFinish.xml`` in the
+    spec fixtures); ``pretty`` keeps the docs' indentation.
+    """
     name = tag if tag in TAGS else "Transcode"
     with _lock:
-        el = _templates.get(name)
+        el = _templates.get((name, pretty))
         if el is None:
             text = resources.files("cijobs.emulator").joinpath("data").joinpath(f"{name}.xml").read_bytes()
             el = DET.fromstring(text)
-            _templates[name] = el
+            if not pretty:
+                _compact(el)
+            _templates[(name, pretty)] = el
         return el
+
+
+def _compact(root: Element) -> None:
+    """Drop whitespace-only text and tails (the indentation), in place."""
+    for el in root.iter():
+        if el.text is not None and not el.text.strip():
+            el.text = None
+        if el.tail is not None and not el.tail.strip():
+            el.tail = None
 
 
 def tag_for_id(job_id: str) -> str:
@@ -93,9 +109,10 @@ def render(
     code: str = "Success",
     message: str = "",
     progress: Optional[str] = None,
+    pretty: bool = False,
 ) -> Element:
-    """A ``JobsDetail`` element for one job."""
-    jd = copy.deepcopy(template(tag))
+    """A ``JobsDetail`` element for one job (compact XML unless ``pretty``, see :func:`template`)."""
+    jd = copy.deepcopy(template(tag, pretty))
     _set(jd, "Code", code, 0)
     _set(jd, "Message", message, 1)
     _set(jd, "JobId", job_id, 2)
