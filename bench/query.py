@@ -4,8 +4,10 @@ Not a test. Starts ``python -m cijobs emulator --latency-ms L --auto-jobs`` in
 its own process (every well-formed ID exists), then times, in the same run:
 
 * ours: ``JobClient.query(ids)`` (10 IDs a request, CI_CONCURRENCY in parallel, pooled keep-alive), in a
-  process set up as the SCF handler sets up its own (``cijobs.gc_tuning.tune_gc()``); also printed: the
-  same with the interpreter's default GC thresholds, and with the normalizer skipped (transport only);
+  process set up as the SCF handler sets up its own (``cijobs.gc_tuning.tune_gc()``), against job XML
+  sent compact as CI sends it; also printed: the same with the responses indented as the docs print
+  them (``/_emu/ci/config {"pretty_xml": true}``, ~1.6x the bytes), with the interpreter's default GC
+  thresholds, and with the normalizer skipped (transport only);
 * the network floor: ceil(N/10) / concurrency x latency;
 * the official SDK (cos-python-sdk-v5) ``CosS3Client.ci_get_media_jobs`` called once per ID, as a
   typical user loop would;
@@ -31,6 +33,8 @@ import subprocess
 import sys
 import time
 from typing import Any
+
+import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lib"))
@@ -61,6 +65,24 @@ def skip_normalize(body: bytes) -> dict[str, Any]:
     """Transport-only variant: IDs taken from the body without normalizing it (to split the cost)."""
     ids = re.findall(rb"<JobId>([0-9a-z]+)</JobId>", body)
     return {"JobsDetail": [{"JobId": i.decode()} for i in ids], "NonExistJobIds": []}
+
+
+def set_pretty_xml(url: str, on: bool) -> None:
+    requests.post(f"{url}/_emu/ci/config", json={"pretty_xml": on}, timeout=5).raise_for_status()
+
+
+def response_bytes(url: str, ids: list[str], concurrency: int) -> int:
+    """Total bytes of the query's response bodies (one untimed query)."""
+    sizes: list[int] = []
+
+    def measure(body: bytes) -> dict[str, Any]:
+        sizes.append(len(body))
+        return skip_normalize(body)
+
+    settings = Settings(ci_bucket=BUCKET, ci_region=REGION, ci_endpoint=url, ci_concurrency=concurrency)
+    creds = Credentials(SECRET_ID, SECRET_KEY)
+    JobClient(settings, credentials=lambda: creds, normalize=measure).query(ids)
+    return sum(sizes)
 
 
 def run_ours(url: str, ids: list[str], concurrency: int, repeats: int, warmup: int,
@@ -128,6 +150,12 @@ def main() -> int:
         ours_s = statistics.median(ours)
         bare, bare_cpu = run_ours(url, ids, args.concurrency, args.repeats, args.warmup, normalize=skip_normalize)
         bare_s = statistics.median(bare)
+        compact_bytes = response_bytes(url, ids, args.concurrency)
+        set_pretty_xml(url, True)
+        pretty_bytes = response_bytes(url, ids, args.concurrency)
+        pretty, pretty_cpu = run_ours(url, ids, args.concurrency, args.repeats, args.warmup)
+        pretty_s = statistics.median(pretty)
+        set_pretty_xml(url, False)
         gc.set_threshold(*default_gc)
         plain, plain_cpu = run_ours(url, ids, args.concurrency, args.repeats, args.warmup)
         plain_s = statistics.median(plain)
@@ -152,6 +180,10 @@ def main() -> int:
     print(f"     (the handler's GC thresholds {tuned_gc}; interpreter default {default_gc}:"
           f" {plain_s * 1000:.1f} ms, median of {', '.join(f'{t * 1000:.0f}' for t in plain)} ms;"
           f" client CPU {statistics.median(plain_cpu) * 1000:.0f} ms)")
+    print(f"  ours  same, XML indented         {pretty_s * 1000:9.1f} ms  (as the docs print it: "
+          f"{pretty_bytes / 1e6:.1f} MB instead of {compact_bytes / 1e6:.1f} MB; median of "
+          f"{', '.join(f'{t * 1000:.0f}' for t in pretty)} ms; "
+          f"client CPU {statistics.median(pretty_cpu) * 1000:.0f} ms)")
     print(f"  ours  same, normalizer skipped   {bare_s * 1000:9.1f} ms  (transport only; "
           f"client CPU {statistics.median(bare_cpu) * 1000:.0f} ms)")
     print(f"  floor ceil(N/10)/conc x latency  {floor_s * 1000:9.1f} ms  "
@@ -161,6 +193,7 @@ def main() -> int:
     print(f"  SDK   ci_get_media_jobs 10/call  {ten_s * 1000:9.1f} ms  ({len(ten_calls)} sequential calls)")
     print("ratios")
     print(f"  ours / floor                     {ours_s / floor_s:9.2f}x  (target <= 1.5x)")
+    print(f"  ours, XML indented / floor       {pretty_s / floor_s:9.2f}x")
     print(f"  ours, default GC / floor         {plain_s / floor_s:9.2f}x")
     print(f"  ours transport-only / floor      {bare_s / floor_s:9.2f}x")
     print(f"  SDK per-ID / ours                {per_id_total_s / ours_s:9.1f}x  (target >= 100x)")
