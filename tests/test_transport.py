@@ -959,3 +959,20 @@ def test_responses_carry_the_adapter_as_their_connection(serve, session) -> None
     server = serve(keep_alive())
     r = session.get(server.url + "/c", timeout=T)
     assert r.connection is session.get_adapter(server.url)
+
+
+@pytest.mark.parametrize(("timeout", "expected"), [
+    (None, (None, None)), (2, (2.0, 2.0)), (0.5, (0.5, 0.5)), ((1, 2.5), (1.0, 2.5)), ((None, 3), (None, 3.0)),
+])
+def test_split_timeout_accepts_what_requests_accepts(timeout, expected) -> None:
+    from cijobs.transport import split_timeout
+
+    assert split_timeout(timeout) == expected
+
+
+@pytest.mark.parametrize("timeout", [0, -1, (1, 0), (1, 2, 3), (1,), "5", True, float("inf"), float("nan"), [1, 2]])
+def test_a_malformed_timeout_is_a_value_error_before_anything_is_sent(serve, session, timeout) -> None:
+    server = serve(keep_alive())
+    with pytest.raises(ValueError, match="timeout must be"):
+        session.get(server.url + "/t", timeout=timeout)
+    assert server.requests == []

@@ -42,6 +42,7 @@ request to it.
 from __future__ import annotations
 
 import http.client
+import math
 import os
 import select
 import socket
@@ -62,25 +63,22 @@ DEFAULT_POOL_MAXSIZE = 16
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
-Timeout = Union[None, float, tuple[Optional[float], Optional[float]]]
 _PoolKey = tuple[str, str, int, Any, Any]
 
 
+def _positive_seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
+
+
 def split_timeout(timeout: Any) -> tuple[Optional[float], Optional[float]]:
-    """requests' ``timeout`` argument as (connect, read) seconds; None = no limit."""
-    if timeout is None:
-        return None, None
-    if isinstance(timeout, tuple):
-        if len(timeout) != 2:
-            raise ValueError(f"timeout must be a number or a (connect, read) pair, got {timeout!r}")
-        return timeout[0], timeout[1]
-    if isinstance(timeout, (int, float)):
-        return float(timeout), float(timeout)
-    connect = getattr(timeout, "connect_timeout", None)  # urllib3.Timeout, as HTTPAdapter accepts
-    read = getattr(timeout, "read_timeout", None)
-    if connect is None and read is None and not hasattr(timeout, "connect_timeout"):
-        raise ValueError(f"timeout must be a number or a (connect, read) pair, got {timeout!r}")
-    return connect, read
+    """requests' ``timeout`` argument (seconds, a (connect, read) pair, or None = no limit) as a pair.
+
+    Anything else is a ``ValueError``, as requests' own adapter raises for a malformed timeout."""
+    pair = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    if len(pair) != 2 or not all(t is None or _positive_seconds(t) for t in pair):
+        raise ValueError(f"timeout must be None, a positive number or a (connect, read) pair of them, "
+                         f"got {timeout!r}")
+    return tuple(None if t is None else float(t) for t in pair)  # type: ignore[return-value]
 
 
 def peer_closed(sock: Optional[socket.socket]) -> bool:
@@ -202,10 +200,7 @@ class KeepAliveAdapter(HTTPAdapter):
         if proxies and any(proxies.values()):
             raise requests.exceptions.InvalidProxyURL("proxies are not supported: signed calls go direct",
                                                       request=request)
-        try:
-            connect_s, read_s = split_timeout(timeout)
-        except ValueError as exc:
-            raise requests.exceptions.InvalidURL(str(exc), request=request) from None
+        connect_s, read_s = split_timeout(timeout)
         url = request.url or ""
         parts = urlsplit(url)
         scheme = (parts.scheme or "").lower()
