@@ -74,11 +74,6 @@ def xml_document_value(root: Element, max_depth: int, attributes: bool = True) -
 _NO_ENTRY: _WalkTable = {}
 
 
-def _text(elem: Element) -> str:
-    text = elem.text
-    return text.strip() if text else ""
-
-
 def _add_repeatable(out: dict[str, Any], tag: str, value: Any) -> None:
     """Undeclared element: a second occurrence turns the value into a list (document order)."""
     if tag in out:
