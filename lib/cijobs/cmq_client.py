@@ -34,11 +34,10 @@ import requests
 
 from . import cmq_signing
 from .credentials import Credentials
-from .http import RETRYABLE_EXCEPTIONS, Deadline, RetryPolicy, is_retryable_status, new_session, timeouts
+from .http import Deadline, RetryPolicy, is_retryable_status, new_session, request_failure, timeouts
 from .log import get_logger
 from .models import ServiceError
 from .settings import Settings
-from .transport import CertificateVerifyError
 
 MAX_BATCH = 16
 MAX_BATCH_BYTES = 64 * 1024
@@ -170,12 +169,9 @@ class DataflowCmqClient:
                 self._url, data=signed, allow_redirects=False,
                 timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
             )
-        except CertificateVerifyError as exc:  # named for what it is; retryable like any network failure
-            raise CmqError("CertificateVerifyFailed", f"{action}: {exc}", True) from None
-        except RETRYABLE_EXCEPTIONS as exc:
-            raise CmqError(type(exc).__name__, f"{action}: network error", True) from None
         except requests.RequestException as exc:
-            raise CmqError(type(exc).__name__, f"{action}: request failed", False) from None
+            failure, detail, retryable = request_failure(exc)
+            raise CmqError(failure, f"{action}: {detail}", retryable) from None
         if resp.status_code != 200:
             raise CmqError(f"HTTP{resp.status_code}", f"{action}: HTTP {resp.status_code}",
                            is_retryable_status(resp.status_code) or resp.status_code >= 500, resp.status_code)

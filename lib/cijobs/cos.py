@@ -30,12 +30,11 @@ import requests
 from defusedxml import ElementTree as DET
 
 from .credentials import Credentials
-from .http import RETRYABLE_EXCEPTIONS, Deadline, RetryPolicy, is_retryable_status, new_session, timeouts
+from .http import Deadline, RetryPolicy, is_retryable_status, new_session, request_failure, timeouts
 from .log import get_logger
 from .models import ServiceError
 from .settings import BUCKET_RE, REGION_RE, Settings
 from .signing import CosSigner
-from .transport import CertificateVerifyError
 
 TOKEN_HEADER = "x-cos-security-token"
 META_PREFIX = "x-cos-meta-"
@@ -360,12 +359,9 @@ class CosClient:
                     timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
                     allow_redirects=False,
                 )
-            except CertificateVerifyError as exc:  # named for what it is; retryable like any network failure
-                error = CosError(None, "CertificateVerifyFailed", f"{method} {key or '/'}: {exc}", retryable=True)
-            except RETRYABLE_EXCEPTIONS as exc:
-                error = CosError(None, type(exc).__name__, f"{method} {key or '/'}: network error", retryable=True)
-            except requests.RequestException as exc:  # bad URL, too many redirects...: not transient
-                error = CosError(None, type(exc).__name__, f"{method} {key or '/'}: request failed", retryable=False)
+            except requests.RequestException as exc:
+                code, detail, retryable = request_failure(exc)
+                error = CosError(None, code, f"{method} {key or '/'}: {detail}", retryable=retryable)
             except UnicodeError:  # a header http.client cannot encode: the same request will never go out
                 error = CosError(None, "InvalidHeader", f"{method} {key or '/'}: a header value is not Latin-1",
                                  retryable=False)

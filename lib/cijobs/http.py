@@ -19,7 +19,7 @@ from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
 
 from .models import ServiceError
-from .transport import KeepAliveAdapter
+from .transport import CertificateVerifyError, KeepAliveAdapter
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 T = TypeVar("T")
@@ -107,6 +107,19 @@ RETRYABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
+
+
+def request_failure(exc: requests.RequestException) -> tuple[str, str, bool]:
+    """(code, detail, retryable) for a request that got no HTTP response.
+
+    A refused TLS certificate is ``CertificateVerifyFailed`` (retryable: its jobs stay pending until the
+    endpoint or certificate is fixed); other failures are named by their exception, retryable when they
+    are network failures (``RETRYABLE_EXCEPTIONS``), not for a bad URL or the like."""
+    if isinstance(exc, CertificateVerifyError):
+        return "CertificateVerifyFailed", str(exc), True
+    if isinstance(exc, RETRYABLE_EXCEPTIONS):
+        return type(exc).__name__, "network error", True
+    return type(exc).__name__, "request failed", False
 
 
 def new_session(pool_size: int = 16) -> requests.Session:
