@@ -67,6 +67,12 @@ def skip_normalize(body: bytes) -> dict[str, Any]:
     return {"JobsDetail": [{"JobId": i.decode()} for i in ids], "NonExistJobIds": []}
 
 
+def our_client(url: str, concurrency: int, normalize: Any = None) -> JobClient:
+    settings = Settings(ci_bucket=BUCKET, ci_region=REGION, ci_endpoint=url, ci_concurrency=concurrency)
+    creds = Credentials(SECRET_ID, SECRET_KEY)
+    return JobClient(settings, credentials=lambda: creds, normalize=normalize)
+
+
 def set_pretty_xml(url: str, on: bool) -> None:
     requests.post(f"{url}/_emu/ci/config", json={"pretty_xml": on}, timeout=5).raise_for_status()
 
@@ -79,9 +85,7 @@ def response_bytes(url: str, ids: list[str], concurrency: int) -> int:
         sizes.append(len(body))
         return skip_normalize(body)
 
-    settings = Settings(ci_bucket=BUCKET, ci_region=REGION, ci_endpoint=url, ci_concurrency=concurrency)
-    creds = Credentials(SECRET_ID, SECRET_KEY)
-    JobClient(settings, credentials=lambda: creds, normalize=measure).query(ids)
+    our_client(url, concurrency, measure).query(ids)
     return sum(sizes)
 
 
@@ -89,9 +93,7 @@ def run_ours(url: str, ids: list[str], concurrency: int, repeats: int, warmup: i
              normalize: Any = None) -> tuple[list[float], list[float]]:
     """``warmup`` untimed queries first (a warm SCF container: connections open, caches filled), then
     ``repeats`` timed ones; returns their wall and CPU times."""
-    settings = Settings(ci_bucket=BUCKET, ci_region=REGION, ci_endpoint=url, ci_concurrency=concurrency)
-    creds = Credentials(SECRET_ID, SECRET_KEY)
-    client = JobClient(settings, credentials=lambda: creds, normalize=normalize)
+    client = our_client(url, concurrency, normalize)
     for _ in range(warmup):
         client.query(ids)
     times, cpu = [], []
