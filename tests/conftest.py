@@ -46,3 +46,10 @@ def load_module(name: str, *path: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+class Sleeps(list):  # type: ignore[type-arg]
+    """A fake ``sleep`` for clients under test: records each requested delay, never waits."""
+
+    def __call__(self, s: float) -> None:
+        self.append(s)

@@ -24,6 +24,7 @@ from cijobs.cmq_client import (
 from cijobs.credentials import Credentials
 from cijobs.http import Deadline
 from cijobs.settings import Settings
+from conftest import Sleeps
 
 pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 
@@ -33,11 +34,6 @@ URL = ENDPOINT + "/v2/index.php"
 ROLE = Credentials("AKIDrole", "role-secret-key", "role-session-token")
 QUEUE = CmqTarget("queue", "ap-guangzhou", "results")
 TOPIC = CmqTarget("topic", "ap-guangzhou", "jobs-topic")
-
-
-class Sleeps(list):  # type: ignore[type-arg]
-    def __call__(self, s: float) -> None:
-        self.append(s)
 
 
 def dataflow(**kw: Any) -> tuple[DataflowCmqClient, Sleeps]:

@@ -15,6 +15,7 @@ from cijobs.credentials import Credentials
 from cijobs.http import Deadline
 from cijobs.settings import Settings
 from cijobs.signing import parse_authorization
+from conftest import Sleeps
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 HOST = f"{BUCKET}.cos.{REGION}.myqcloud.com"
@@ -28,11 +29,6 @@ pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a privat
 def error_xml(code: str, message: str = "msg", request_id: str = "rid-1") -> str:
     return (f"<?xml version='1.0' encoding='utf-8' ?><Error><Code>{code}</Code><Message>{message}</Message>"
             f"<Resource>{HOST}/k</Resource><RequestId>{request_id}</RequestId><TraceId>t</TraceId></Error>")
-
-
-class Sleeps(list):  # type: ignore[type-arg]
-    def __call__(self, s: float) -> None:
-        self.append(s)
 
 
 def client(**kw: object) -> tuple[CosClient, Sleeps]:

@@ -19,6 +19,7 @@ from cijobs.cos import CosClient, CosError
 from cijobs.credentials import Credentials
 from cijobs.settings import Settings
 from cijobs.signing import parse_authorization
+from conftest import Sleeps
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 HOST = f"{BUCKET}.cos.{REGION}.myqcloud.com"
@@ -101,11 +102,6 @@ def serve_fake_cos() -> Iterator[FakeCos]:
 def fake_cos() -> Iterator[FakeCos]:
     with serve_fake_cos() as fake:
         yield fake
-
-
-class Sleeps(list):  # type: ignore[type-arg]
-    def __call__(self, s: float) -> None:
-        self.append(s)
 
 
 def make_client(max_attempts: int = 4, **settings: Any) -> tuple[CosClient, Sleeps]:

@@ -22,15 +22,11 @@ from cijobs.cmq_client import CmqError, CmqTarget, DataflowCmqClient
 from cijobs.cos import CosClient, CosError
 from cijobs.credentials import Credentials
 from cijobs.settings import Settings
+from conftest import Sleeps
 
 TLS = os.path.join(os.path.dirname(__file__), "data", "tls")
 CREDS = Credentials("AKIDtls", "tls-secret-key")
 JOB = "j" + "0" * 31 + "1"
-
-
-class Sleeps(list):  # type: ignore[type-arg]
-    def __call__(self, s: float) -> None:
-        self.append(s)
 
 
 class TLSServer:
