@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 ## Run the main job against the built-in local emulator (no cloud account needed).
 run: $(STAMP)
-	$(BIN)/python -m cijobs.demo
+	$(BIN)/python -m cijobs_tools.demo $(ARGS)
 
 ## Lint, type-check and run the whole test suite.
 test: $(STAMP) lint typecheck unit
@@ -44,10 +44,11 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
 
-## Build the SCF code package dist/cijobs.zip (and dist/cijobs/, the src of serverless.yml).
+## Build the SCF code package dist/cijobs.zip, unpack it into dist/cijobs/ and generate dist/serverless.yml.
 ## CMQ_MODE=api make package adds the Tencent Cloud SDK needed by that mode.
 package: $(STAMP)
-	$(BIN)/python -m cijobs.packaging --output dist/cijobs.zip --unpack dist/cijobs
+	$(BIN)/python -m cijobs_tools.packaging --output dist/cijobs.zip --unpack dist/cijobs
+	$(BIN)/python -m cijobs_tools.deploy.serverless --output dist/serverless.yml
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

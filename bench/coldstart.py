@@ -23,7 +23,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HANDLER_DIR = os.path.join(ROOT, "handler")
 UNPACKED = os.path.join(ROOT, "dist", "cijobs")  # written by `make package`
-HEAVY = ("tencentcloud", "qcloud_cos", "xmltodict", "yaml", "cijobs.deploy", "cijobs.emulator")
+HEAVY = ("tencentcloud", "qcloud_cos", "xmltodict", "yaml", "cijobs_tools.deploy", "cijobs_tools.emulator")
 APP_ENV = {
     "CI_BUCKET": "examplebucket-1250000000",
     "CI_REGION": "ap-guangzhou",

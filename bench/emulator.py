@@ -19,8 +19,8 @@ import requests
 
 from cijobs import signing
 from cijobs.credentials import Credentials
-from cijobs.emulator import Emulator
-from cijobs.emulator import server as emu_server
+from cijobs_tools.emulator import Emulator
+from cijobs_tools.emulator import server as emu_server
 
 HOST = "examplebucket-1250000000.ci.ap-guangzhou.myqcloud.com"
 IDS = ",".join(f"j{i:032x}" for i in range(10))

@@ -19,7 +19,7 @@ def free_port() -> int:
 
 def start_emulator(port: int, secret_id: str, secret_key: str, *extra: str) -> subprocess.Popen[bytes]:
     """The emulator on 127.0.0.1:``port`` with these test credentials; returns once it accepts connections."""
-    cmd = [sys.executable, "-m", "cijobs", "emulator", "--port", str(port),
+    cmd = [sys.executable, "-m", "cijobs_tools", "emulator", "--port", str(port),
            "--secret-id", secret_id, "--secret-key", secret_key, *extra]
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib"))
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -182,7 +182,7 @@ def ci_paths_are_clean(emu: Any) -> bool:
 
 
 def run_all() -> tuple[list[Row], bool]:
-    from cijobs.emulator import Emulator
+    from cijobs_tools.emulator import Emulator
 
     rows = [run_xml(name, payload) for name, payload in XML_CASES]
     saved = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}

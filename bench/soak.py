@@ -296,7 +296,7 @@ class Function:
 def start_emulator(seed: int) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONPATH": LIB + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cijobs", "emulator", "--port", "0", "--seed", str(seed),
+        [sys.executable, "-m", "cijobs_tools", "emulator", "--port", "0", "--seed", str(seed),
          "--secret-id", SECRET_ID, "--secret-key", SECRET_KEY],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     assert proc.stdout is not None

@@ -8,9 +8,9 @@ import pytest
 
 from cijobs.ci_client import JobClient
 from cijobs.credentials import Credentials
-from cijobs.emulator import Emulator
 from cijobs.http import Deadline
 from cijobs.settings import Settings
+from cijobs_tools.emulator import Emulator
 
 BUCKET = "examplebucket-1250000000"
 REGION = "ap-guangzhou"
@@ -104,7 +104,7 @@ def test_demo_runs_query_step_against_emulator() -> None:
     import io
     import json
 
-    from cijobs import demo
+    from cijobs_tools import demo
 
     out = io.StringIO()
     assert demo.main(out=out) == 0

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import responses
 
-from cijobs.cli import main
+from cijobs_tools.cli import main
 
 BUCKET = "examplebucket-1250000000"
 REGION = "ap-guangzhou"

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import responses
 
-from cijobs.cli import main
 from cijobs.credentials import Credentials
-from cijobs.deploy.api import DeployError, ScfApiError, sdk_caller
-from cijobs.deploy.deployer import (
+from cijobs_tools.cli import main
+from cijobs_tools.deploy.api import DeployError, ScfApiError, sdk_caller
+from cijobs_tools.deploy.deployer import (
     REQUEST_BODY_LIMIT,
     ZIP_LIMIT,
     CodePackage,
@@ -28,7 +28,7 @@ from cijobs.deploy.deployer import (
     trigger_calls,
     update_code_call,
 )
-from cijobs.deploy.template import parse_template
+from cijobs_tools.deploy.template import parse_template
 
 SCF_URL = "https://scf.tencentcloudapi.com/"
 API_TOKEN = "tok-0123456789abcdef"
@@ -519,7 +519,7 @@ def test_cli_deploys_through_the_sdk(deploy_dir: Any, monkeypatch: pytest.Monkey
                                      capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("TENCENTCLOUD_SECRETID", "AKIDcli")
     monkeypatch.setenv("TENCENTCLOUD_SECRETKEY", "cli-secret")
-    monkeypatch.setattr("cijobs.deploy.deployer.time.sleep", lambda s: None)
+    monkeypatch.setattr("cijobs_tools.deploy.deployer.time.sleep", lambda s: None)
     fake = FakeScf(polls_until_active=0)
     with responses.RequestsMock() as rsps:
         rsps.add_callback(responses.POST, SCF_URL, callback=fake)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from cijobs import cmq_signing
-from cijobs.emulator import Emulator
+from cijobs_tools.emulator import Emulator
 
 SID, SKEY = "AKIDtest", "test-secret-key"
 

@@ -1,4 +1,4 @@
-"""The ``/_emu`` control API, in-process and against ``python -m cijobs emulator --port 0`` in another process."""
+"""The ``/_emu`` control API, in-process and against ``python -m cijobs_tools emulator --port 0`` in another process."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import requests
 
 from cijobs import signing
 from cijobs.credentials import Credentials
-from cijobs.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Emulator
+from cijobs_tools.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Emulator
 
 LIB = Path(__file__).resolve().parent.parent / "lib"
 CI_HOST = "examplebucket-1250000000.ci.ap-guangzhou.myqcloud.com"
@@ -57,7 +57,7 @@ def test_control_api_in_process() -> None:
 def proc() -> Iterator[tuple[subprocess.Popen[str], str]]:
     env = dict(os.environ, PYTHONPATH=str(LIB))
     p = subprocess.Popen(
-        [sys.executable, "-m", "cijobs", "emulator", "--port", "0", "--seed", "3", "--auto-jobs"],
+        [sys.executable, "-m", "cijobs_tools", "emulator", "--port", "0", "--seed", "3", "--auto-jobs"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     assert p.stdout is not None

@@ -13,7 +13,7 @@ import requests
 
 from cijobs import signing
 from cijobs.credentials import Credentials
-from cijobs.emulator import Emulator
+from cijobs_tools.emulator import Emulator
 
 SID, SKEY = "AKIDtest", "test-secret-key"
 CREDS = Credentials(SID, SKEY)

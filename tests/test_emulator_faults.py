@@ -10,8 +10,8 @@ import requests
 
 from cijobs import signing
 from cijobs.credentials import Credentials
-from cijobs.emulator import Emulator
-from cijobs.emulator.faults import FaultConfigError, Faults
+from cijobs_tools.emulator import Emulator
+from cijobs_tools.emulator.faults import FaultConfigError, Faults
 
 SID, SKEY = "AKIDtest", "test-secret-key"
 CREDS = Credentials(SID, SKEY)

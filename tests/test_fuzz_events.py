@@ -340,7 +340,7 @@ def test_main_handler_ends_in_a_response_summary_or_documented_error(
 
 @pytest.fixture(scope="module")
 def emulated() -> Iterator[tuple[App, Any]]:
-    from cijobs.emulator import Emulator
+    from cijobs_tools.emulator import Emulator
 
     with Emulator(secret_id="AKIDfuzz", secret_key="fuzz-secret-key", seed=7, auto_jobs=True) as emu, \
             tempfile.TemporaryDirectory() as tmp:

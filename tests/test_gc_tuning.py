@@ -34,7 +34,7 @@ def test_the_handler_tunes_at_import(thresholds):
 
 
 def test_the_command_line_tunes_before_running_a_verb(thresholds, capsys):
-    from cijobs.cli import main
+    from cijobs_tools.cli import main
 
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from cijobs.emulator import Emulator
 from cijobs.events import UnknownEventError
+from cijobs_tools.emulator import Emulator
 from conftest import ROOT, load_module
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
@@ -278,7 +278,7 @@ def test_logs_of_a_whole_invocation_carry_no_secret(world, capsys):
 def test_make_run_demo_runs_the_handler_on_every_sample(monkeypatch):
     import io
 
-    from cijobs import demo
+    from cijobs_tools import demo
 
     before = dict(os.environ)
     out = io.StringIO()

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from cijobs.cli import main
-from cijobs.cli.invoke import fake_context
-from cijobs.emulator import Emulator
+from cijobs_tools.cli import main
+from cijobs_tools.cli.invoke import fake_context
+from cijobs_tools.emulator import Emulator
 from conftest import ROOT
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"

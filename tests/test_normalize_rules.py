@@ -13,7 +13,6 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from cijobs.cli import main
 from cijobs.normalize import (
     MalformedDocumentError,
     UnexpectedDocumentError,
@@ -22,6 +21,7 @@ from cijobs.normalize import (
 )
 from cijobs.normalize.scalars import parse_bool, parse_float, parse_int, parse_timestamp
 from cijobs.normalize.table import TableError, compile_table, expand, load_raw, lookup
+from cijobs_tools.cli import main
 from conftest import FIXTURES
 
 

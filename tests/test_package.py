@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from cijobs.packaging import (
-    DEV_ONLY,
+from cijobs_tools.packaging import (
     NEVER_PACKAGED,
     PackageReport,
     PackagingError,
@@ -91,17 +90,23 @@ def test_zip_imports_in_a_clean_interpreter(built: PackageReport, tmp_path: Any)
     assert proc.stdout.strip() == "ok"
 
 
-def test_every_packaged_module_imports_without_the_dev_only_parts(built: PackageReport, tmp_path: Any) -> None:
+def test_every_packaged_module_imports_without_the_tools_package(built: PackageReport, tmp_path: Any) -> None:
     with zipfile.ZipFile(built.path) as zf:
         names = zf.namelist()
-    assert not [n for n in names if n.startswith(DEV_ONLY)]
+    assert not [n for n in names if n.startswith("cijobs_tools/")]
+    # the whole runtime package is there, file for file
+    runtime = os.path.join(ROOT, "lib", "cijobs")
+    on_disk = {os.path.relpath(os.path.join(d, f), os.path.join(ROOT, "lib")).replace(os.sep, "/")
+               for d, _, files in os.walk(runtime) if "__pycache__" not in d for f in files
+               if not f.endswith(".pyc")}
+    assert on_disk == {n for n in names if n.startswith("cijobs/")}
     modules = sorted(n[:-3].replace("/", ".").removesuffix(".__init__") for n in names
                      if n.startswith("cijobs/") and n.endswith(".py"))
     assert "cijobs.app" in modules and "cijobs.normalize" in modules
     code = (
         "import sys, importlib; sys.path.insert(0, sys.argv[1]); "
         "[importlib.import_module(m) for m in sys.argv[2:]]; "
-        "assert not [m for m in sys.modules if m.startswith(('cijobs.emulator', 'cijobs.deploy', 'cijobs.cli'))]; "
+        "assert not [m for m in sys.modules if m.startswith('cijobs_tools')]; "
         "print(len(sys.argv) - 2)"
     )
     proc = subprocess.run([sys.executable, "-I", "-c", code, built.path, *modules], capture_output=True, text=True,
@@ -144,7 +149,7 @@ def test_build_is_reproducible(tmp_path: Any) -> None:
 
 
 def test_missing_wheel_is_a_clear_error(tmp_path: Any) -> None:
-    from cijobs.packaging import fetch_wheels
+    from cijobs_tools.packaging import fetch_wheels
 
     with pytest.raises(PackagingError, match="pip download of pure-Python wheels failed"):
         fetch_wheels([Requirement("cijobs-no-such-package-xyz", "0.0.1")], str(tmp_path), python="/bin/false")
@@ -156,3 +161,24 @@ def test_cmq_api_mode_adds_only_the_tdmq_sdk(tmp_path: Any) -> None:
         names = set(zf.namelist())
     assert "tencentcloud/tdmq/__init__.py" in names and "tencentcloud/common/credential.py" in names
     assert not [n for n in names if n.startswith("tencentcloud/scf/")]
+
+
+def test_runtime_package_imports_nothing_from_the_tools_package() -> None:
+    """Every import statement of lib/cijobs, at any depth (lazy imports too), stays out of cijobs_tools."""
+    import ast
+
+    offenders = []
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "lib", "cijobs")):
+        for fn in files:
+            if not fn.endswith(".py"):
+                continue
+            path = os.path.join(dirpath, fn)
+            with open(path, encoding="utf-8") as fh:
+                tree = ast.parse(fh.read(), path)
+            for node in ast.walk(tree):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                offenders += [f"{path}:{node.lineno} {n}" for n in names if n.split(".")[0] == "cijobs_tools"]
+            if "cijobs_tools" in open(path, encoding="utf-8").read():
+                offenders.append(f"{path}: names cijobs_tools (importlib?)")
+    assert offenders == []

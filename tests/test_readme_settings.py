@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from cijobs.deploy.readme import BEGIN, END, settings_table, update_readme
 from cijobs.settings import SETTINGS
+from cijobs_tools.deploy.readme import BEGIN, END, settings_table, update_readme
 from conftest import ROOT
 
 
@@ -18,7 +18,7 @@ def readme() -> str:
 
 def test_readme_table_is_current() -> None:
     text = readme()
-    assert update_readme(text) == text, "run: python -m cijobs.deploy.readme"
+    assert update_readme(text) == text, "run: python -m cijobs_tools.deploy.readme"
     settings_part = text.split("## Settings", 1)[1].split("\n## ", 1)[0]
     assert BEGIN in settings_part and END in settings_part
 

@@ -18,12 +18,12 @@ from cijobs.app import App, InvocationFailedError
 from cijobs.ci_client import JobClient
 from cijobs.cos import CosClient
 from cijobs.credentials import Credentials
-from cijobs.emulator import Emulator
 from cijobs.http import Deadline
 from cijobs.pending import PendingStore, build_pending_store, parse_last_modified
 from cijobs.pipeline import Pipeline
 from cijobs.settings import Settings
 from cijobs.sinks import build_sinks
+from cijobs_tools.emulator import Emulator
 from triggers_fakes import JOB_A, JOB_B, FakeCI, FakeClock, FakePending, FakeSink
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import pytest
 
-from cijobs.emulator import Emulator
+from cijobs_tools.emulator import Emulator
 from conftest import load_module
 
 soak = load_module("cijobs_bench_soak", "bench", "soak.py")

@@ -14,11 +14,11 @@ import responses
 
 from cijobs.ci_client import JobClient
 from cijobs.credentials import Credentials
-from cijobs.emulator import Emulator
 from cijobs.http import Deadline
 from cijobs.models import QueryResult
 from cijobs.pipeline import Pipeline
 from cijobs.settings import Settings
+from cijobs_tools.emulator import Emulator
 from conftest import load_module
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
@@ -279,7 +279,7 @@ def test_cos_client_percent_encodes_non_ascii_metadata_and_reads_it_back():
 
 
 def test_scripted_faults_hit_the_next_requests_of_their_side_in_order():
-    from cijobs.emulator.faults import FaultConfigError, Faults
+    from cijobs_tools.emulator.faults import FaultConfigError, Faults
 
     faults = Faults(seed=1)
     faults.inject_next("cmq", "fail", "reset")

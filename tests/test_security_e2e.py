@@ -27,8 +27,8 @@ from cijobs import routes
 from cijobs.ci_client import JobClient
 from cijobs.cos import CosClient, CosError
 from cijobs.credentials import Credentials
-from cijobs.emulator import Emulator
 from cijobs.signing import parse_authorization, sign_key
+from cijobs_tools.emulator import Emulator
 from conftest import load_module
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"

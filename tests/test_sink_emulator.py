@@ -14,10 +14,10 @@ import pytest
 from cijobs.cmq_client import DataflowCmqClient
 from cijobs.cos import CosClient
 from cijobs.credentials import Credentials
-from cijobs.emulator import Emulator
 from cijobs.pending import build_pending_store
 from cijobs.settings import Settings
 from cijobs.sinks import CmqSink, MultiSink, ObjectSink, build_sinks, canonical_json
+from cijobs_tools.emulator import Emulator
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 CREDS = Credentials("AKIDemu", "emu-secret-key", "emu-session-token")

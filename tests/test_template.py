@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cijobs.deploy.serverless import render, serverless_document
-from cijobs.deploy.template import (
+from cijobs.settings import SETTINGS, Settings
+from cijobs_tools.deploy.serverless import render, serverless_document
+from cijobs_tools.deploy.template import (
     PLACEHOLDER_RE,
     SUPPORTED_RUNTIMES,
     TemplateError,
@@ -19,7 +20,6 @@ from cijobs.deploy.template import (
     parse_template,
     resolve_environment,
 )
-from cijobs.settings import SETTINGS, Settings
 from conftest import ROOT
 
 TEMPLATE = os.path.join(ROOT, "template.yaml")
@@ -162,10 +162,20 @@ def test_globals_apply_and_extra_top_level_keys_are_refused(doc: dict[str, Any])
         parse_template({**doc, "Outputs": {}})
 
 
-def test_serverless_yml_is_generated_from_the_template(doc: dict[str, Any]) -> None:
-    with open(os.path.join(ROOT, "serverless.yml"), encoding="utf-8") as fh:
-        committed = fh.read()
-    assert committed == render(parse_template(doc)), "run: python -m cijobs.deploy.serverless"
+def test_serverless_yml_is_generated_into_dist_not_committed(doc: dict[str, Any], tmp_path: Any) -> None:
+    from cijobs_tools.deploy.serverless import main
+
+    assert not os.path.exists(os.path.join(ROOT, "serverless.yml")), "serverless.yml is generated into dist/"
+    out = tmp_path / "dist" / "serverless.yml"
+    assert main(["--template", os.path.join(ROOT, "template.yaml"), "--output", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert text == render(parse_template(doc), str(tmp_path / "dist"), ROOT)
+    # the code directory is relative to the file: make package unpacks dist/cijobs.zip into dist/cijobs
+    src = yaml.safe_load(text)["inputs"]["src"]
+    assert os.path.normpath(os.path.join(tmp_path, "dist", src)) == os.path.join(ROOT, "dist", "cijobs")
+    assert yaml.safe_load(render(parse_template(doc)))["inputs"]["src"] == "./cijobs"  # dist/serverless.yml
+    with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as fh:
+        assert "cijobs_tools.deploy.serverless --output dist/serverless.yml" in fh.read()
 
 
 def test_serverless_document_maps_the_template(doc: dict[str, Any]) -> None:

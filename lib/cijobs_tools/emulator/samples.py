@@ -43,7 +43,7 @@ def template(tag: str, pretty: bool = False) -> Element:
     with _lock:
         el = _templates.get((name, pretty))
         if el is None:
-            text = resources.files("cijobs.emulator").joinpath("data").joinpath(f"{name}.xml").read_bytes()
+            text = resources.files("cijobs_tools.emulator").joinpath("data").joinpath(f"{name}.xml").read_bytes()
             el = DET.fromstring(text)
             if not pretty:
                 _compact(el)

@@ -1,7 +1,7 @@
 """Local emulator: one threaded HTTP server on 127.0.0.1 speaking CI (``GET /jobs/...``), COS objects and the
 TDMQ CMQ data-flow API, routed by ``Host`` header and path, with signature checks and seeded fault injection.
 
-    from cijobs.emulator import Emulator
+    from cijobs_tools.emulator import Emulator
     with Emulator(secret_id="AKIDtest", secret_key="test-secret-key", seed=1) as emu:
         emu.ci.add_job("j" + "0" * 32, tag="Transcode", state="Running")
         ...  # point CI_ENDPOINT / COS_ENDPOINT / CMQ_ENDPOINT at emu.url

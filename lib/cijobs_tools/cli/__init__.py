@@ -1,5 +1,6 @@
-"""The ``cijobs`` command line. Each verb lives in its own module here, imported
-only when that verb runs (so ``cijobs normalize`` never imports the SDKs)."""
+"""The ``cijobs`` command line. Each verb lives in its own module here; only the module of the verb
+being run is imported, to build its arguments and to run it (so ``cijobs query`` and ``cijobs normalize``
+never import the emulator, the deploy code or the SDKs)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,23 @@ VERBS = {
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_verb(argv: list[str]) -> Optional[str]:
+    """The verb named on the command line (the first argument that is not an option), if it is one."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in VERBS else None
+    return None
+
+
+def build_parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser; only ``verb``'s arguments are added (its module is the only one imported)."""
     parser = argparse.ArgumentParser(prog="cijobs", description=__doc__)
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
-    for verb, (module, help_text) in VERBS.items():
-        p = sub.add_parser(verb, help=help_text, description=help_text)
-        mod = importlib.import_module(f"cijobs.cli.{module}")
-        mod.add_arguments(p)
+    for name, (module, help_text) in VERBS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == verb:
+            importlib.import_module(f"cijobs_tools.cli.{module}").add_arguments(p)
     return parser
 
 
@@ -35,9 +45,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     from cijobs.gc_tuning import tune_gc
 
     tune_gc()  # the command line owns its process (see cijobs.gc_tuning)
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_chosen_verb(argv))
     args = parser.parse_args(argv)
-    module = importlib.import_module(f"cijobs.cli.{VERBS[args.verb][0]}")
+    module = importlib.import_module(f"cijobs_tools.cli.{VERBS[args.verb][0]}")
     try:
         return int(module.run(args))
     except KeyboardInterrupt:

@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ..settings import SETTINGS
+from cijobs.settings import SETTINGS
+
 from .api import ApiCall, DeployError, ScfApiError
 from .template import FunctionSpec
 

@@ -63,7 +63,7 @@ def load_handler() -> Handler:
             spec.loader.exec_module(module)
             handler: Handler = module.main_handler
             return handler
-    from ..app import build_app
+    from cijobs.app import build_app
 
     app = build_app(os.environ, log_stream=sys.stderr)
     return app

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qsl
 
-from .. import cmq_signing
+from cijobs import cmq_signing
+
 from .auth import KeyRing
 from .wire import JSON, Request, RequestIds, Response
 

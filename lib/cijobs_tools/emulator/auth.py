@@ -13,7 +13,8 @@ import threading
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import signing
+from cijobs import signing
+
 from .wire import Request
 
 

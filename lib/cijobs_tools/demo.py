@@ -20,10 +20,11 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TextIO
 
-from . import log
-from .credentials import Credentials, from_env
+from cijobs import log
+from cijobs.credentials import Credentials, from_env
+from cijobs.settings import Settings
+
 from .emulator import Emulator
-from .settings import Settings
 
 BUCKET = "examplebucket-1250000000"
 REGION = "ap-guangzhou"
@@ -66,8 +67,8 @@ def seed_jobs(emu: Emulator) -> list[str]:
 
 def query_step(ctx: DemoContext) -> int:
     """Query the sample jobs plus one non-existent ID; print the normalized JSON."""
-    from .ci_client import JobClient
-    from .http import Deadline
+    from cijobs.ci_client import JobClient
+    from cijobs.http import Deadline
 
     ids = [*seed_jobs(ctx.emu), MISSING_JOB_ID]
     ctx.say(f"added {len(SAMPLE_JOBS)} jobs: " + ", ".join(f"{t}/{s}" for _, t, s in SAMPLE_JOBS))

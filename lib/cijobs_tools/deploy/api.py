@@ -13,7 +13,7 @@ import json
 import warnings
 from typing import Any, Callable, Optional
 
-from ..credentials import Credentials
+from cijobs.credentials import Credentials
 
 SIGN_METHOD = "TC3-HMAC-SHA256"
 ApiCall = Callable[[str, dict[str, Any]], dict[str, Any]]

@@ -1,8 +1,9 @@
 """Build the SCF code package ``dist/cijobs.zip`` (``make package``).
 
 Contents: ``index.py`` at the zip root (from ``handler/index.py``), the
-``cijobs`` package with its data files (minus the developer-only parts in
-:data:`DEV_ONLY`: emulator, deploy, CLI, demo), and the runtime dependencies pinned in
+``cijobs`` package (the runtime package, whole, with its data files; the
+developer tools live in the separate ``cijobs_tools`` package, which is never
+packaged), and the runtime dependencies pinned in
 ``pyproject.toml``, unpacked from **pure-Python wheels** (``py3-none-any``) so
 that one zip runs on SCF's Python 3.9/3.10 and on 3.11 here. The Tencent
 SDKs are added only when the configuration needs them (``CMQ_MODE=api``);
@@ -39,10 +40,8 @@ _SKIP_DIRS = ("__pycache__", "tests", "test")
 # Files several wheels ship with different content (each Tencent SDK wheel carries its own
 # tencentcloud/__init__.py with its version); the first wheel in name order wins, i.e. -common.
 SHARED_FILES = frozenset({"tencentcloud/__init__.py"})
-# Parts of cijobs that never run in SCF (developer tools, test infrastructure): left out of the zip.
-# A test imports every module that stays, so nothing left in may depend on these.
-DEV_ONLY = ("cijobs/emulator/", "cijobs/deploy/", "cijobs/cli/", "cijobs/demo.py", "cijobs/packaging.py",
-            "cijobs/__main__.py")
+# The one package that runs in SCF; everything under lib/ besides it is a developer tool.
+RUNTIME_PACKAGE = "cijobs"
 
 
 class PackagingError(RuntimeError):
@@ -178,9 +177,7 @@ def _keep_wheel_entry(name: str) -> bool:
 
 def _keep_source(rel: str) -> bool:
     parts = rel.split(os.sep)
-    if any(p == "__pycache__" for p in parts) or rel.endswith((".pyc", ".pyo")):
-        return False
-    return not "/".join(parts).startswith(DEV_ONLY)
+    return not any(p == "__pycache__" for p in parts) and not rel.endswith((".pyc", ".pyo"))
 
 
 def collect_entries(root: str, wheels: dict[str, str]) -> dict[str, bytes]:
@@ -191,9 +188,9 @@ def collect_entries(root: str, wheels: dict[str, str]) -> dict[str, bytes]:
         raise PackagingError(f"{handler} is missing")
     with open(handler, "rb") as fh:
         entries["index.py"] = fh.read()
-    pkg = os.path.join(root, "lib", "cijobs")
+    pkg = os.path.join(root, "lib", RUNTIME_PACKAGE)
     if not os.path.isfile(os.path.join(pkg, "__init__.py")):
-        raise PackagingError(f"{pkg} is not the cijobs package")
+        raise PackagingError(f"{pkg} is not the {RUNTIME_PACKAGE} package")
     for dirpath, dirnames, filenames in os.walk(pkg):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.endswith(".egg-info"))
         for fn in sorted(filenames):
@@ -261,7 +258,7 @@ def build_package(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cijobs.packaging", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cijobs_tools.packaging", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="zip to write (default %(default)s)")
     parser.add_argument("--cache", default=None, help=f"wheel cache directory (default {DEFAULT_CACHE})")
     parser.add_argument("--unpack", default=None, metavar="DIR",

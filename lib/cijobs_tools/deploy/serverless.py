@@ -1,38 +1,47 @@
 """Generate ``serverless.yml`` (Serverless Cloud Framework, ``component: scf``) from ``template.yaml``.
 
-``template.yaml`` is the one source; ``serverless.yml`` is committed for
-people who deploy with the ``scf`` CLI of serverless-cloud-framework and a
-test checks that it equals what this module generates, so the two never
-drift. Regenerate with ``python -m cijobs.deploy.serverless``.
+``template.yaml`` is the one source; ``make package`` writes
+``dist/serverless.yml`` next to the unpacked code (``dist/cijobs/``) for people
+who deploy with the ``scf`` CLI of serverless-cloud-framework. It is never
+committed: it is generated with the code it deploys.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Optional
 
 from .template import FunctionSpec, TemplateError, load_template, parse_template
 
 HEADER = """\
-# GENERATED from template.yaml by `python -m cijobs.deploy.serverless`: do not edit by hand.
+# GENERATED from template.yaml by `make package`: do not edit by hand.
 # Serverless Cloud Framework (npm serverless-cloud-framework >= 1.2.0 for the http/function URL event).
-# Build the code first (`make package` unpacks it into dist/cijobs), export the ${env:...}
-# variables below (see README "Deployment"), then run `scf deploy`.
+# `make package` unpacked the code next to this file (./cijobs); export the ${env:...}
+# variables below (see docs/deployment.md), then run `scf deploy` in this directory.
 """
 
 
-def _src(code_uri: str) -> str:
+DEFAULT_OUTPUT = os.path.join("dist", "serverless.yml")
+
+
+def _src(code_uri: str, out_dir: str, template_dir: str) -> str:
+    """The unpacked code directory (``CodeUri``, relative to the template, without ``.zip``), relative to
+    the directory the file is written to."""
     base = code_uri[:-4] if code_uri.endswith(".zip") else code_uri
-    return base if base.startswith(("./", "/")) else "./" + base
+    if os.path.isabs(base):
+        return base
+    rel = os.path.relpath(os.path.join(template_dir, base), out_dir or ".").replace(os.sep, "/")
+    return rel if rel.startswith(("./", "../")) else "./" + rel
 
 
-def serverless_document(spec: FunctionSpec) -> dict[str, Any]:
+def serverless_document(spec: FunctionSpec, out_dir: str = "dist", template_dir: str = ".") -> dict[str, Any]:
     inputs: dict[str, Any] = {
         "name": spec.name,
         "namespace": spec.namespace,
         "region": "${env:TENCENTCLOUD_REGION}",
-        "src": _src(spec.code_uri),
+        "src": _src(spec.code_uri, out_dir, template_dir),
         "type": "event",
         "handler": spec.handler,
         "runtime": spec.runtime,
@@ -66,34 +75,27 @@ def serverless_document(spec: FunctionSpec) -> dict[str, Any]:
     return {"app": spec.name, "stage": "dev", "component": "scf", "name": spec.name, "inputs": inputs}
 
 
-def render(spec: FunctionSpec) -> str:
+def render(spec: FunctionSpec, out_dir: str = "dist", template_dir: str = ".") -> str:
     import yaml
 
-    body = yaml.safe_dump(serverless_document(spec), sort_keys=False, allow_unicode=True, width=120)
+    body = yaml.safe_dump(serverless_document(spec, out_dir, template_dir), sort_keys=False, allow_unicode=True,
+                          width=120)
     return HEADER + body
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cijobs.deploy.serverless", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cijobs_tools.deploy.serverless",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--template", default="template.yaml")
-    parser.add_argument("--output", default="serverless.yml")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the output file is not current")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="file to write (default %(default)s)")
     args = parser.parse_args(argv)
     try:
-        text = render(parse_template(load_template(args.template)))
+        text = render(parse_template(load_template(args.template)), os.path.dirname(os.path.abspath(args.output)),
+                      os.path.dirname(os.path.abspath(args.template)))
     except TemplateError as exc:
         print(f"serverless: {exc}", file=sys.stderr)
         return 2
-    if args.check:
-        try:
-            with open(args.output, encoding="utf-8") as fh:
-                current = fh.read()
-        except OSError:
-            current = ""
-        if current != text:
-            print(f"{args.output} is out of date: run python -m cijobs.deploy.serverless", file=sys.stderr)
-            return 1
-        return 0
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as fh:
         fh.write(text)
     return 0

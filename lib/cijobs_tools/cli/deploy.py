@@ -32,12 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..credentials import CredentialsError
-    from ..credentials import from_env as credentials_from_env
+    from cijobs.credentials import CredentialsError
+    from cijobs.credentials import from_env as credentials_from_env
+    from cijobs.settings import REGION_RE, Settings, SettingsError
+
     from ..deploy.api import DeployError, sdk_caller
     from ..deploy.deployer import CodePackage, Deployer, dry_run_plan, format_call
     from ..deploy.template import TemplateError, load_template, parse_template, resolve_environment
-    from ..settings import REGION_RE, Settings, SettingsError
 
     env = dict(os.environ)
     try:

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def collect_ids(args: list[str], stdin_text: Optional[str] = None) -> list[str]:
     """Split every argument on commas/whitespace ('-' = the text read from stdin), de-duplicated in order."""
-    from ..job_ids import dedupe, split_ids
+    from cijobs.job_ids import dedupe, split_ids
 
     out: list[str] = []
     for arg in args:
@@ -47,11 +47,11 @@ def collect_ids(args: list[str], stdin_text: Optional[str] = None) -> list[str]:
 
 
 def run(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -> int:
-    from .. import log
-    from ..credentials import CredentialsError, from_env
-    from ..http import Deadline
-    from ..job_ids import validate_job_id
-    from ..settings import Settings, SettingsError
+    from cijobs import log
+    from cijobs.credentials import CredentialsError, from_env
+    from cijobs.http import Deadline
+    from cijobs.job_ids import validate_job_id
+    from cijobs.settings import Settings, SettingsError
 
     env = dict(os.environ if environ is None else environ)
     ids = collect_ids(args.ids, sys.stdin.read() if "-" in args.ids else None)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -
     log.configure(settings.log_level, stream=sys.stderr)
     log.register_secrets(creds.secrets())
 
-    from ..ci_client import JobClient
+    from cijobs.ci_client import JobClient
 
     try:
         client = JobClient(settings, credentials=lambda: creds)
