@@ -19,8 +19,9 @@ ENV = {"TENCENTCLOUD_SECRETID": "AKIDapp", "TENCENTCLOUD_SECRETKEY": "app-secret
 
 
 def make(jobs=None, **overrides):
-    settings = Settings(ci_bucket="examplebucket-1250000000", ci_region="ap-guangzhou", api_token="app-api-token",
-                        deadline_margin_s=2.0).replace(**overrides)
+    settings = Settings(**{
+        **dict(ci_bucket="examplebucket-1250000000", ci_region="ap-guangzhou", api_token="app-api-token",
+                        deadline_margin_s=2.0), **overrides})
     ci, sink, pending = FakeCI(jobs or {}), FakeSink(), FakePending()
     mono = FakeClock(100.0)
     app = App(settings, Pipeline(settings, ci, sink, pending, clock=FakeClock()), ENV, monotonic=mono)

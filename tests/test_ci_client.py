@@ -17,7 +17,7 @@ import responses
 from cijobs import log, signing
 from cijobs.ci_client import CIError, JobClient, batches, ci_target
 from cijobs.credentials import Credentials
-from cijobs.http import Deadline
+from cijobs.deadline import Deadline
 from cijobs.settings import Settings, SettingsError
 
 BUCKET = "examplebucket-1250000000"

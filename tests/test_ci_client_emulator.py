@@ -8,7 +8,7 @@ import pytest
 
 from cijobs.ci_client import JobClient
 from cijobs.credentials import Credentials
-from cijobs.http import Deadline
+from cijobs.deadline import Deadline
 from cijobs.settings import Settings
 from cijobs_tools.emulator import Emulator
 

@@ -16,14 +16,14 @@ from cijobs.cmq_client import (
     ApiCmqClient,
     CmqConfigError,
     CmqError,
-    CmqTarget,
     DataflowCmqClient,
     build_params,
-    parse_target,
 )
 from cijobs.credentials import Credentials
-from cijobs.http import Deadline
+from cijobs.deadline import Deadline
+from cijobs.errors import SettingsError
 from cijobs.settings import Settings
+from cijobs.targets import CmqTarget, parse_cmq_target
 from conftest import Sleeps
 
 pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
@@ -137,11 +137,11 @@ def test_config_errors() -> None:
         DataflowCmqClient(Settings(), lambda: ROLE)
     with pytest.raises(CmqConfigError, match="together"):
         DataflowCmqClient(Settings(cmq_endpoint=ENDPOINT, cmq_secret_id="x"), lambda: ROLE)
-    assert parse_target("cmq-topic://ap-shanghai/t_1") == CmqTarget("topic", "ap-shanghai", "t_1")
+    assert parse_cmq_target("cmq-topic://ap-shanghai/t_1") == CmqTarget("topic", "ap-shanghai", "t_1")
     for bad in ["cmq-queue://ap-guangzhou/", "cmq-queue://nope/q", "cmq-x://ap-guangzhou/q",
                 "cmq-queue://ap-guangzhou/a b"]:
-        with pytest.raises(CmqConfigError):
-            parse_target(bad)
+        with pytest.raises(SettingsError, match="RESULT_SINK"):
+            parse_cmq_target(bad)
 
 
 # -- Cloud API 3.0 (SDK) --------------------------------------------------------------------------

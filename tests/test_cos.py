@@ -10,11 +10,12 @@ import pytest
 import requests
 import responses
 
-from cijobs.cos import CosClient, CosError, InvalidKeyError, parse_cos_url, parse_list, validate_key
+from cijobs.cos import CosClient, CosError, parse_list
 from cijobs.credentials import Credentials
-from cijobs.http import Deadline
+from cijobs.deadline import Deadline
 from cijobs.settings import Settings
 from cijobs.signing import parse_authorization
+from cijobs.store import InvalidKeyError, parse_cos_url, validate_key
 from conftest import Sleeps
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from cijobs.cos import parse_cos_url
 from cijobs.pending import PendingError, PendingStore, build_pending_store
 from cijobs.settings import Settings
 from cijobs.sinks import KeyLayout, ObjectSink
-from cijobs.sinks.store import CosObjectStore, FileObjectStore, ObjectStore
+from cijobs.store import FileObjectStore, ObjectStore, parse_cos_url
+from cijobs.store.cos import CosObjectStore
 from test_cos_fake import BUCKET, CREDS, REGION, FakeCos, make_client, serve_fake_cos
 
 pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer

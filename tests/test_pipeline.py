@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cijobs.http import Deadline
+from cijobs.deadline import Deadline
 from cijobs.pipeline import DuplicateOutcomeError, Outcome, Outcomes, Pipeline
 from cijobs.settings import Settings
 from triggers_fakes import JOB_A, JOB_B, JOB_C, JOB_D, FakeCI, FakeClock, FakePending, FakeSink, job_id

@@ -18,7 +18,7 @@ from cijobs.app import App, InvocationFailedError
 from cijobs.ci_client import JobClient
 from cijobs.cos import CosClient
 from cijobs.credentials import Credentials
-from cijobs.http import Deadline
+from cijobs.deadline import Deadline
 from cijobs.pending import PendingStore, build_pending_store, parse_last_modified
 from cijobs.pipeline import Pipeline
 from cijobs.settings import Settings
@@ -45,9 +45,10 @@ class EmuClock:
 
 
 def wire(emu: Emulator, clock: Any, **overrides: Any) -> tuple[Pipeline, PendingStore]:
-    s = Settings(ci_bucket=BUCKET, ci_region=REGION, ci_endpoint=emu.url, cos_endpoint=emu.url,
+    s = Settings(**{
+        **dict(ci_bucket=BUCKET, ci_region=REGION, ci_endpoint=emu.url, cos_endpoint=emu.url,
                  result_sink=f"cos://{BUCKET}.{REGION}/results", pending_store=f"cos://{BUCKET}.{REGION}/state",
-                 ci_max_attempts=4).replace(**overrides)
+                 ci_max_attempts=4), **overrides})
     no_sleep = lambda _s: None  # noqa: E731
     # requests are signed with the emulator's (moved) clock, so that it accepts them
     cos = CosClient(s, lambda: CREDS, sleep=no_sleep, clock=clock, rng=random.Random(1))

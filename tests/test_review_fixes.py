@@ -14,7 +14,7 @@ import responses
 
 from cijobs.ci_client import JobClient
 from cijobs.credentials import Credentials
-from cijobs.http import Deadline
+from cijobs.deadline import Deadline
 from cijobs.models import QueryResult
 from cijobs.pipeline import Pipeline
 from cijobs.settings import Settings
@@ -212,9 +212,10 @@ class RecordingCmq:
 
 def cmq_sink_with_cos_claims(emu: Emulator, cmq: RecordingCmq) -> Any:
     from cijobs.cmq_client import CmqTarget
-    from cijobs.cos import CosClient, CosLocation
+    from cijobs.cos import CosClient
     from cijobs.sinks.cmq import CmqSink
-    from cijobs.sinks.store import CosObjectStore
+    from cijobs.store import CosLocation
+    from cijobs.store.cos import CosObjectStore
 
     s = Settings(cos_endpoint=emu.url, ci_max_attempts=2)
     cos = CosClient(s, lambda: Credentials(SECRET_ID, SECRET_KEY), sleep=lambda _s: None)
@@ -240,11 +241,11 @@ def test_cmq_sink_claim_check_with_an_unsafe_tag_writes_every_job(tag):
 def test_cmq_sink_fails_only_the_job_whose_claim_check_cannot_be_built():
     from cijobs.cmq_client import CmqTarget
     from cijobs.sinks.cmq import CmqSink
-    from cijobs.sinks.store import FileObjectStore
+    from cijobs.store import FileObjectStore
 
     class BadKeys(FileObjectStore):
         def key(self, *parts: str) -> str:
-            from cijobs.cos import InvalidKeyError
+            from cijobs.store import InvalidKeyError
             raise InvalidKeyError("object key has an empty, '.' or '..' segment")
 
     cmq = RecordingCmq()
@@ -301,10 +302,11 @@ def test_scripted_faults_hit_the_next_requests_of_their_side_in_order():
 @pytest.mark.parametrize("url", [f"cos://{BUCKET}.{REGION}/.pending", f"cos://{BUCKET}.{REGION}/results/.hidden",
                                  f"file:///tmp/x,cos://{BUCKET}.{REGION}/.pending"])
 def test_a_result_sink_prefix_that_gives_unusable_keys_fails_at_startup(url):
-    from cijobs.sinks import SinkConfigError, build_sinks
+    from cijobs.settings import SettingsError
+    from cijobs.sinks import build_sinks
 
-    settings = Settings.from_env({"CI_BUCKET": BUCKET, "CI_REGION": REGION, "RESULT_SINK": url})
-    with pytest.raises(SinkConfigError, match="RESULT_SINK") as exc:
+    with pytest.raises(SettingsError, match="RESULT_SINK") as exc:
+        settings = Settings.from_env({"CI_BUCKET": BUCKET, "CI_REGION": REGION, "RESULT_SINK": url})
         build_sinks(settings, lambda: Credentials("AKID", "k"))
     assert ".pending" in str(exc.value) or ".hidden" in str(exc.value)
 

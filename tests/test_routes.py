@@ -8,8 +8,8 @@ import os
 
 import pytest
 
+from cijobs.deadline import Deadline
 from cijobs.events import detect
-from cijobs.http import Deadline
 from cijobs.pipeline import Pipeline
 from cijobs.routes import Router, match_route
 from cijobs.settings import Settings
@@ -22,8 +22,9 @@ CALLBACK_ID = "j035aca66f86211ec8a5a87e016101404"
 
 
 def router(jobs=None, **overrides):
-    settings = Settings(ci_bucket="examplebucket-1250000000", ci_region="ap-guangzhou", api_token=TOKEN,
-                        max_body_bytes=4096, max_ids_per_request=5).replace(**overrides)
+    settings = Settings(**{
+        **dict(ci_bucket="examplebucket-1250000000", ci_region="ap-guangzhou", api_token=TOKEN,
+                        max_body_bytes=4096, max_ids_per_request=5), **overrides})
     clock = FakeClock()
     ci, sink, pending = FakeCI(jobs or {}), FakeSink(), FakePending()
     return Router(settings, Pipeline(settings, ci, sink, pending, clock=clock)), ci, sink, pending

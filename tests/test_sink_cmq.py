@@ -12,11 +12,12 @@ import pytest
 
 from cijobs.cmq_client import CmqError, CmqTarget
 from cijobs.credentials import Credentials
-from cijobs.http import Deadline
+from cijobs.deadline import Deadline
+from cijobs.errors import SettingsError
 from cijobs.settings import Settings
-from cijobs.sinks import CmqSink, SinkConfigError, build_sinks, canonical_json
+from cijobs.sinks import CmqSink, build_sinks, canonical_json
 from cijobs.sinks.cmq import topic_tags
-from cijobs.sinks.store import FileObjectStore
+from cijobs.store import FileObjectStore
 
 pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 
@@ -129,5 +130,5 @@ def test_build_sinks_claim_check_store_and_api_mode(tmp_path: Path) -> None:
 def test_no_store_may_sit_inside_a_pending_folder(name: str, url: str) -> None:
     fields = {"claim_check_store": url, "result_sink": "cmq-queue://ap-guangzhou/q"} if name == "CLAIM_CHECK_STORE" \
         else {"result_sink": url}
-    with pytest.raises(SinkConfigError, match=rf"{name} .*'\.pending' folder"):
+    with pytest.raises(SettingsError, match=rf"{name}.*'\.pending' folder"):
         build_sinks(Settings(cmq_endpoint="http://127.0.0.1:1", **fields), lambda: Credentials("AKIDx", "k"))

@@ -12,12 +12,13 @@ from typing import Any, Optional
 import pytest
 import requests
 
-from cijobs.cos import InvalidKeyError, parse_cos_url
-from cijobs.http import Deadline
+from cijobs.deadline import Deadline
+from cijobs.errors import SettingsError
 from cijobs.models import ErrorInfo
 from cijobs.settings import Settings
 from cijobs.sinks import KeyLayout, MultiSink, ObjectSink, SinkConfigError, WriteResult, build_sinks, canonical_json
-from cijobs.sinks.store import CosObjectStore, FileObjectStore
+from cijobs.store import FileObjectStore, InvalidKeyError, parse_cos_url
+from cijobs.store.cos import CosObjectStore
 from test_cos_fake import BUCKET, CREDS, REGION, FakeCos, make_client, serve_fake_cos
 
 pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
@@ -229,13 +230,16 @@ def test_build_sinks_multiple_and_config_errors(tmp_path: Path) -> None:
     s = build_sinks(Settings(result_sink=f"file://{tmp_path}/a,cos://{BUCKET}.{REGION}/r",
                              cos_endpoint="http://127.0.0.1:1"), lambda: CREDS)
     assert isinstance(s, MultiSink) and len(s.sinks) == 2
-    with pytest.raises(SinkConfigError, match="CMQ_ENDPOINT"):
+    # every configuration problem is a SettingsError naming the setting, found when the settings are read
+    with pytest.raises(SettingsError, match="CMQ_ENDPOINT"):
         build_sinks(Settings(result_sink="cmq-queue://ap-guangzhou/q1"), lambda: CREDS)
-    with pytest.raises(SinkConfigError, match="RESULT_SINK"):
+    with pytest.raises(SettingsError, match="RESULT_SINK"):
         build_sinks(Settings(result_sink="cos://nobucket.ap-guangzhou/x"), lambda: CREDS)
-    with pytest.raises(SinkConfigError, match="twice"):
+    with pytest.raises(SettingsError, match="twice"):
         build_sinks(Settings(result_sink=f"file://{tmp_path},file://{tmp_path}"), lambda: CREDS)
-    with pytest.raises(SinkConfigError, match="RESULT_SINK"):
+    with pytest.raises(SettingsError, match="';'"):
+        Settings(result_sink=f"file://{tmp_path};file://{tmp_path}/b")
+    with pytest.raises(SettingsError, match="RESULT_SINK"):
         build_sinks(Settings(result_sink="cmq-queue://ap-guangzhou/bad name", cmq_endpoint="http://x"),
                     lambda: CREDS)
 

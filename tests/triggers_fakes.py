@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from cijobs.models import ErrorInfo, JobFailure, QueryResult
-from cijobs.sinks.base import WriteResult
+from cijobs.models import ErrorInfo, JobFailure, QueryResult, WriteResult
 
 JOB_A = "j" + "a" * 32
 JOB_B = "j" + "b" * 32

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, TextIO
 from . import log
 from .credentials import Credentials, CredentialsError
 from .credentials import from_env as credentials_from_env
+from .deadline import Deadline
 from .events import (
     CKafkaEvent,
     CMQTopicEvent,
@@ -29,12 +30,12 @@ from .events import (
     UnknownEventError,
     detect,
 )
-from .http import Deadline, new_session
+from .http import new_session
 from .job_ids import dedupe
 from .models import Job
 from .pipeline import Outcomes, Pipeline
 from .routes import Router, error
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 DEFAULT_TIME_LIMIT_MS = 3000  # SCF's default function timeout
 MAX_LOGGED_IDS = 50  # job IDs named in one log line (summary, failures)
@@ -264,6 +265,6 @@ def load_app(env: Optional[Mapping[str, str]] = None) -> Callable[[Any, Any], An
     """``build_app``, or a :class:`MisconfiguredApp` when a setting is invalid (for the SCF handler)."""
     try:
         return build_app(env)
-    except ValueError as exc:  # SettingsError, SinkConfigError, CmqConfigError, bad store URLs
+    except SettingsError as exc:  # every configuration problem; anything else is a bug and surfaces as one
         log.configure()
         return MisconfiguredApp(str(exc))

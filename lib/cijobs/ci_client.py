@@ -18,15 +18,15 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
-from urllib.parse import urlsplit
 
 import requests
 
 from . import log
 from .credentials import Credentials
+from .deadline import Deadline
+from .endpoints import Target, resolve
 from .http import (
     RETRYABLE_EXCEPTIONS,
-    Deadline,
     RetryPolicy,
     is_retryable_status,
     new_session,
@@ -35,7 +35,7 @@ from .http import (
 )
 from .job_ids import dedupe, validate_job_id
 from .models import ErrorInfo, Job, JobFailure, QueryResult, ServiceError
-from .settings import BUCKET_RE, REGION_RE, Settings, SettingsError
+from .settings import Settings
 from .signing import CosSigner
 from .transport import CertificateVerifyError
 
@@ -66,47 +66,10 @@ class CIError(ServiceError):
         return [JobFailure(job_id, info, self.retryable) for job_id in self.job_ids]
 
 
-@dataclass(frozen=True)
-class CITarget:
-    """Where CI requests go: ``base_url`` to connect to, ``host_header`` to send and sign (None = URL host)."""
-
-    base_url: str
-    host_header: Optional[str]
-
-    @property
-    def signed_host(self) -> str:
-        return self.host_header or (urlsplit(self.base_url).hostname or "")
-
-
-def canonical_ci_host(bucket: str, region: str) -> str:
-    return f"{bucket}.ci.{region}.myqcloud.com"
-
-
-def ci_target(settings: Settings) -> CITarget:
-    """The CI endpoint for the configured bucket/region (validated; never from an event).
-
-    * no ``CI_ENDPOINT``: ``https://<bucket>.ci.<region>.myqcloud.com``;
-    * ``CI_ENDPOINT`` with ``{bucket}`` (and optionally ``{region}``): formatted, its host is used and signed;
-    * ``CI_ENDPOINT`` without ``{bucket}`` (emulator, proxy): connect there, send and sign
-      ``Host: <bucket>.ci.<region>.myqcloud.com``.
-    """
+def ci_target(settings: Settings) -> Target:
+    """The CI endpoint for the configured bucket/region (never from an event); see :mod:`cijobs.endpoints`."""
     settings.require_ci_target()
-    bucket, region = settings.ci_bucket or "", settings.ci_region or ""
-    if not BUCKET_RE.match(bucket):
-        raise SettingsError(f"CI_BUCKET must look like <BucketName>-<APPID>, got {bucket!r}")
-    if not REGION_RE.match(region):
-        raise SettingsError(f"CI_REGION must be a region such as ap-guangzhou, got {region!r}")
-    canonical = canonical_ci_host(bucket, region)
-    endpoint = settings.ci_endpoint
-    if not endpoint:
-        return CITarget(f"https://{canonical}", None)
-    base = endpoint.replace("{bucket}", bucket).replace("{region}", region).rstrip("/")
-    parts = urlsplit(base)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or parts.username or parts.password or "{" in base:
-        raise SettingsError(f"CI_ENDPOINT must be http(s)://host[:port] (optionally with {{bucket}}/{{region}}), "
-                            f"got {endpoint!r}")
-    return CITarget(base, None if "{bucket}" in endpoint else canonical)
+    return resolve(settings.ci_endpoint, settings.ci_bucket or "", settings.ci_region or "", "ci")
 
 
 def batches(ids: Sequence[str], size: int = MAX_IDS_PER_CALL) -> list[list[str]]:
@@ -148,7 +111,7 @@ class JobClient:
         self._log = log.get_logger("cijobs.ci_client")
 
     @property
-    def target(self) -> CITarget:
+    def target(self) -> Target:
         return self._target
 
     # ------------------------------------------------------------------ public

@@ -26,7 +26,6 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol
 from urllib.parse import urlsplit
 
@@ -34,10 +33,12 @@ import requests
 
 from . import cmq_signing
 from .credentials import Credentials
-from .http import Deadline, RetryPolicy, is_retryable_status, new_session, request_failure, timeouts
+from .deadline import Deadline
+from .http import RetryPolicy, is_retryable_status, new_session, request_failure, timeouts
 from .log import get_logger
 from .models import ServiceError
-from .settings import Settings
+from .settings import Settings, SettingsError
+from .targets import CmqTarget
 
 MAX_BATCH = 16
 MAX_BATCH_BYTES = 64 * 1024
@@ -46,7 +47,7 @@ MAX_TAG_CHARS = 16
 CredentialsSource = Callable[[], Credentials]
 
 
-class CmqConfigError(ValueError):
+class CmqConfigError(SettingsError):
     """A CMQ setting is missing or malformed; the message names it."""
 
 
@@ -56,17 +57,6 @@ class CmqError(ServiceError):
     def __init__(self, code: str, message: str, retryable: bool, status: Optional[int] = None,
                  request_id: Optional[str] = None) -> None:
         super().__init__(code, message, retryable=retryable, status=status, request_id=request_id)
-
-
-@dataclass(frozen=True)
-class CmqTarget:
-    kind: str  # "queue" or "topic"
-    region: str
-    name: str
-
-    @property
-    def url(self) -> str:
-        return f"cmq-{self.kind}://{self.region}/{self.name}"
 
 
 class CmqClient(Protocol):
@@ -280,23 +270,6 @@ class ApiCmqClient:
 
 def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
-
-
-def parse_target(url: str) -> CmqTarget:
-    """``cmq-queue://<region>/<name>`` or ``cmq-topic://<region>/<name>``."""
-    from .settings import REGION_RE
-
-    scheme, _, rest = url.strip().partition("://")
-    if scheme not in ("cmq-queue", "cmq-topic") or "/" not in rest:
-        raise CmqConfigError(f"RESULT_SINK: expected cmq-queue://REGION/NAME or cmq-topic://REGION/NAME, got {url!r}")
-    region, _, name = rest.partition("/")
-    name = name.strip("/")
-    if not REGION_RE.match(region):
-        raise CmqConfigError(f"RESULT_SINK: {url!r}: region must look like ap-guangzhou")
-    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_" for c in name) or not name[0].isalpha():
-        raise CmqConfigError(f"RESULT_SINK: {url!r}: queue/topic name must be letters, digits, - and _ "
-                             "(starting with a letter, at most 64)")
-    return CmqTarget(scheme[len("cmq-"):], region, name)
 
 
 def encode_message(doc: Any) -> str:

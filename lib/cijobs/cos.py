@@ -30,20 +30,22 @@ import requests
 from defusedxml import ElementTree as DET
 
 from .credentials import Credentials
-from .http import Deadline, RetryPolicy, is_retryable_status, new_session, request_failure, timeouts
+from .deadline import Deadline
+from .endpoints import resolve
+from .http import RetryPolicy, is_retryable_status, new_session, request_failure, timeouts
 from .log import get_logger
 from .models import ServiceError
-from .settings import BUCKET_RE, REGION_RE, Settings
+from .settings import Settings
 from .signing import CosSigner
+from .store.keys import validate_key
+from .store.urls import BUCKET_RE, REGION_RE
 
 TOKEN_HEADER = "x-cos-security-token"
 META_PREFIX = "x-cos-meta-"
-MAX_KEY_BYTES = 850
 MAX_LIST_KEYS = 1000
 # 4xx codes COS (S3 semantics) marks as safe to retry.
 RETRYABLE_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"})
 _META_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-_COS_URL_RE = re.compile(r"^cos://(?P<bucket>[^./]+)\.(?P<region>[^/]+?)(?:/(?P<prefix>.*))?$")
 
 CredentialsSource = Callable[[], Credentials]
 
@@ -61,57 +63,6 @@ class CosError(ServiceError):
     ) -> None:
         super().__init__(code, message, retryable=retryable, status=status, request_id=request_id,
                          text=f"{code} ({status}): {message}" if status else f"{code}: {message}")
-
-
-class InvalidKeyError(ValueError):
-    """An object key is unsafe or malformed."""
-
-
-@dataclass(frozen=True)
-class CosLocation:
-    """A parsed ``cos://<BucketName-APPID>.<region>/<prefix>`` URL."""
-
-    bucket: str
-    region: str
-    prefix: str = ""
-
-    def key(self, *parts: str) -> str:
-        """``prefix/part/part`` without empty segments."""
-        return join_key(self.prefix, *parts)
-
-
-def join_key(*parts: str) -> str:
-    """The parts joined with ``/``, each stripped of ``/`` at both ends, empty ones left out."""
-    return "/".join(p.strip("/") for p in parts if p.strip("/"))
-
-
-def parse_cos_url(url: str, name: str = "cos URL") -> CosLocation:
-    """Parse and validate ``cos://bucket-appid.region[/prefix]``; the error names ``name``."""
-    m = _COS_URL_RE.match(url.strip())
-    if not m:
-        raise ValueError(f"{name} must look like cos://<BucketName-APPID>.<region>/<prefix>, got {url!r}")
-    bucket, region, prefix = m.group("bucket"), m.group("region"), (m.group("prefix") or "").strip("/")
-    if not BUCKET_RE.match(bucket):
-        raise ValueError(f"{name}: bucket must look like <BucketName>-<APPID>, got {bucket!r}")
-    if not REGION_RE.match(region):
-        raise ValueError(f"{name}: region must look like ap-guangzhou, got {region!r}")
-    if prefix:
-        validate_key(prefix + "/x")
-    return CosLocation(bucket, region, prefix)
-
-
-def validate_key(key: str) -> str:
-    """Refuse keys that could escape a prefix or confuse COS: leading ``/``, ``.``/``..``, empty segments."""
-    if not key or key.startswith("/"):
-        raise InvalidKeyError(f"object key must be non-empty and not start with '/': {key!r}")
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidKeyError(f"object key longer than {MAX_KEY_BYTES} bytes")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in key):
-        raise InvalidKeyError(f"object key contains a control character or backslash: {key!r}")
-    for seg in key.split("/"):
-        if seg in ("", ".", ".."):
-            raise InvalidKeyError(f"object key has an empty, '.' or '..' segment: {key!r}")
-    return key
 
 
 def content_md5(body: bytes) -> str:
@@ -244,13 +195,8 @@ class CosClient:
             raise ValueError(f"COS bucket must look like <BucketName>-<APPID>, got {bucket!r}")
         if not REGION_RE.match(region):
             raise ValueError(f"COS region must look like ap-guangzhou, got {region!r}")
-        canonical = f"{bucket}.cos.{region}.myqcloud.com"
-        override = self._settings.cos_endpoint
-        if not override:
-            return f"https://{canonical}", None
-        if "{bucket}" in override:
-            return override.format(bucket=bucket, region=region).rstrip("/"), None
-        return override.replace("{region}", region).rstrip("/"), canonical
+        target = resolve(self._settings.cos_endpoint, bucket, region, "cos")
+        return target.base_url, target.host_header
 
     def object_url(self, bucket: str, region: str, key: str) -> tuple[str, Optional[str]]:
         base, host = self.endpoint(bucket, region)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, Optional, TypeVar
@@ -18,34 +17,12 @@ import requests
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
 
+from .deadline import Deadline
 from .models import ServiceError
 from .transport import CertificateVerifyError, KeepAliveAdapter
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 T = TypeVar("T")
-
-
-class Deadline:
-    """A point in monotonic time after which no new work starts."""
-
-    def __init__(self, seconds: Optional[float], clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._end = None if seconds is None else clock() + max(0.0, seconds)
-
-    @classmethod
-    def never(cls) -> Deadline:
-        return cls(None)
-
-    def remaining(self) -> float:
-        """Seconds left (``inf`` when there is no deadline)."""
-        return float("inf") if self._end is None else max(0.0, self._end - self._clock())
-
-    def expired(self) -> bool:
-        return self.remaining() <= 0.0
-
-    def clamp(self, timeout: float) -> float:
-        """A timeout that does not run past the deadline (at least 1 ms)."""
-        return max(0.001, min(timeout, self.remaining()))
 
 
 @dataclass(frozen=True)

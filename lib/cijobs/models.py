@@ -69,3 +69,35 @@ class QueryResult:
         if self.invalid:
             out["Invalid"] = self.invalid
         return out
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The fate of one job in one write: ``ok`` (``already`` when it was there before) or ``error``."""
+
+    job_id: str
+    state: Optional[str]
+    ok: bool
+    already: bool = False
+    error: Optional[ErrorInfo] = None
+    retryable: bool = False
+
+    @classmethod
+    def written(cls, job_id: str, state: Optional[str], already: bool = False) -> WriteResult:
+        return cls(job_id, state, True, already)
+
+    @classmethod
+    def failed(cls, job_id: str, state: Optional[str], code: str, message: str, retryable: bool,
+               http_status: Optional[int] = None, request_id: Optional[str] = None) -> WriteResult:
+        return cls(job_id, state, False, False, ErrorInfo(code, message, http_status, request_id), retryable)
+
+    @classmethod
+    def from_error(cls, job_id: str, state: Optional[str], error: ErrorInfo, retryable: bool) -> WriteResult:
+        return cls(job_id, state, False, False, error, retryable)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"JobId": self.job_id, "State": self.state, "Ok": self.ok, "Already": self.already}
+        if self.error is not None:
+            out["Error"] = self.error.as_dict()
+            out["Retryable"] = self.retryable
+        return out

@@ -39,11 +39,12 @@ from datetime import datetime
 from typing import Any, Callable, Optional
 
 from .cos import CosClient, CredentialsSource
-from .http import Deadline
+from .deadline import Deadline
 from .log import get_logger
+from .models import WriteResult
 from .settings import Settings
-from .sinks.base import PENDING_DIR, WriteResult
-from .sinks.store import ObjectStore, StoreError, store_from_url
+from .store import ObjectStore, StoreError, open_store
+from .targets import PENDING_DIR
 
 SUFFIX = ".json"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -257,5 +258,5 @@ def build_pending_store(
     def cos() -> CosClient:
         return cos_client if cos_client is not None else CosClient(settings, credentials)
 
-    store = store_from_url(settings.pending_store, "PENDING_STORE", cos)
+    store = open_store(settings.pending_store, cos)
     return PendingStore(store, concurrency=settings.ci_concurrency)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Optional, Protocol
 
-from .http import Deadline
+from .deadline import Deadline
 from .job_ids import dedupe, validate_job_id
 from .log import get_logger
 from .models import TERMINAL_STATES, ErrorInfo, Job, QueryResult

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import unquote
 
+from .deadline import Deadline
 from .events import (
     BodyTooLargeError,
     CINotification,
@@ -32,7 +33,6 @@ from .events import (
     Limits,
 )
 from .events.base import ids_from_json_object
-from .http import Deadline
 from .job_ids import dedupe, split_ids, validate_job_id
 from .log import get_logger
 from .pipeline import FAILED, Outcomes, Pipeline, error_fields

@@ -9,17 +9,16 @@ invocation by :mod:`cijobs.credentials`.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,48}[a-z0-9]-[0-9]{5,12}$")
-REGION_RE = re.compile(r"^[a-z]{2,4}-[a-z0-9-]{2,30}$")
+from .endpoints import parse_endpoint
+from .errors import SettingsError
+from .store.urls import BUCKET_RE, REGION_RE, StoreUrl, parse_store_url
+from .targets import SinkTarget, parse_sink_targets, refuse_pending_folder
 
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
+__all__ = ["BUCKET_RE", "REGION_RE", "SETTINGS", "Setting", "Settings", "SettingsError"]
 
 
 def _str(name: str, raw: str) -> str:
@@ -32,7 +31,7 @@ def _bool(name: str, raw: str) -> bool:
         return True
     if low in ("0", "false", "no", "off", ""):
         return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+    raise SettingsError(f"{name} must be true or false")
 
 
 def _int_range(lo: int, hi: int) -> Callable[[str, str], int]:
@@ -40,9 +39,9 @@ def _int_range(lo: int, hi: int) -> Callable[[str, str], int]:
         try:
             value = int(raw.strip())
         except ValueError:
-            raise SettingsError(f"{name} must be an integer between {lo} and {hi}, got {raw!r}") from None
+            raise SettingsError(f"{name} must be an integer between {lo} and {hi}") from None
         if not lo <= value <= hi:
-            raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+            raise SettingsError(f"{name} must be between {lo} and {hi}")
         return value
 
     return parse
@@ -53,9 +52,9 @@ def _float_range(lo: float, hi: float) -> Callable[[str, str], float]:
         try:
             value = float(raw.strip())
         except ValueError:
-            raise SettingsError(f"{name} must be a number between {lo} and {hi}, got {raw!r}") from None
+            raise SettingsError(f"{name} must be a number between {lo} and {hi}") from None
         if not lo <= value <= hi:
-            raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+            raise SettingsError(f"{name} must be between {lo} and {hi}")
         return value
 
     return parse
@@ -63,32 +62,36 @@ def _float_range(lo: float, hi: float) -> Callable[[str, str], float]:
 
 def _bucket(name: str, raw: str) -> str:
     if not BUCKET_RE.match(raw):
-        raise SettingsError(f"{name} must look like <BucketName>-<APPID> (e.g. examplebucket-1250000000), got {raw!r}")
+        raise SettingsError(f"{name} must look like <BucketName>-<APPID> (e.g. examplebucket-1250000000)")
     return raw
 
 
 def _region(name: str, raw: str) -> str:
     if not REGION_RE.match(raw):
-        raise SettingsError(f"{name} must be a region such as ap-guangzhou, got {raw!r}")
+        raise SettingsError(f"{name} must be a region such as ap-guangzhou")
     return raw
 
 
-def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
-    def parse(name: str, raw: str) -> str:
-        scheme = raw.split("://", 1)[0] if "://" in raw else ""
-        if scheme not in schemes:
-            allowed = " or ".join(s + "://" for s in schemes)
-            raise SettingsError(f"{name} must be a URL starting with {allowed}, got {raw!r}")
-        return raw.rstrip("/") if scheme in ("http", "https") else raw
+def _endpoint(name: str, raw: str) -> str:
+    return parse_endpoint(raw, name)
 
-    return parse
+
+def _store(name: str, raw: str) -> StoreUrl:
+    url = parse_store_url(raw, name)
+    if name != "PENDING_STORE":
+        refuse_pending_folder(url, name)
+    return url
+
+
+def _sinks(name: str, raw: str) -> tuple[SinkTarget, ...]:
+    return parse_sink_targets(raw, name)
 
 
 def _choice(*choices: str) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         value = raw.strip().lower()
         if value not in choices:
-            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}")
         return value
 
     return parse
@@ -96,15 +99,6 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
 
 def _log_level(name: str, raw: str) -> str:
     return _choice("debug", "info", "warning", "error")(name, raw)
-
-
-_SINK_SCHEMES = ("file", "cos", "cmq-queue", "cmq-topic")
-
-
-def _sinks(name: str, raw: str) -> str:
-    for part in raw.split(","):
-        _url(_SINK_SCHEMES)(name, part.strip())
-    return raw
 
 
 @dataclass(frozen=True)
@@ -119,10 +113,13 @@ class Setting:
     secret: bool = False
 
 
+DEFAULT_RESULT_SINK = "file:///tmp/cijobs/results"
+DEFAULT_PENDING_STORE = "file:///tmp/cijobs/pending"
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("CI_BUCKET", "ci_bucket", _bucket, None, "CI bucket, BucketName-APPID (the jobs' bucket)."),
     Setting("CI_REGION", "ci_region", _region, None, "CI region, e.g. ap-guangzhou."),
-    Setting("CI_ENDPOINT", "ci_endpoint", _url(("http", "https")), None,
+    Setting("CI_ENDPOINT", "ci_endpoint", _endpoint, None,
             "Override of the CI endpoint URL (private endpoints, local emulator). Never taken from an event."),
     Setting("CI_CONCURRENCY", "ci_concurrency", _int_range(1, 64), 16, "Parallel CI requests (10 IDs each)."),
     Setting("CI_CONNECT_TIMEOUT_S", "ci_connect_timeout_s", _float_range(0.1, 60), 3.05,
@@ -130,7 +127,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CI_READ_TIMEOUT_S", "ci_read_timeout_s", _float_range(0.1, 300), 10.0, "Read timeout per request."),
     Setting("CI_MAX_ATTEMPTS", "ci_max_attempts", _int_range(1, 10), 4,
             "Attempts per CI/COS/CMQ request (1 = no retry); retries back off exponentially with full jitter."),
-    Setting("RESULT_SINK", "result_sink", _sinks, "file:///tmp/cijobs/results",
+    Setting("RESULT_SINK", "result_sink", _sinks, DEFAULT_RESULT_SINK,
             "Where results go: file://DIR, cos://BUCKET-APPID.REGION/PREFIX, cmq-queue://REGION/NAME, "
             "cmq-topic://REGION/NAME; several separated by commas."),
     Setting("RESULT_KEY_TEMPLATE", "result_key_template", _str, "{prefix}/{Tag}/{JobId}.json",
@@ -138,13 +135,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RESULT_INDEX", "result_index", _choice("none", "daily"), "none",
             "daily: also write a small index object per COS/file result under {prefix}/_index/<date>/ "
             "(date of the job's EndTime), so one listing finds a day's results."),
-    Setting("PENDING_STORE", "pending_store", _url(("file", "cos")), "file:///tmp/cijobs/pending",
+    Setting("PENDING_STORE", "pending_store", _store, DEFAULT_PENDING_STORE,
             "Pending-jobs registry: file://DIR or cos://BUCKET-APPID.REGION/PREFIX."),
     Setting("PENDING_MAX_AGE_S", "pending_max_age_s", _int_range(60, 30 * 86400), 86400,
             "A job still not finished this long after it was first registered is reported as PendingExpired."),
-    Setting("COS_ENDPOINT", "cos_endpoint", _url(("http", "https")), None,
+    Setting("COS_ENDPOINT", "cos_endpoint", _endpoint, None,
             "Override of the COS endpoint URL (private endpoint, local emulator)."),
-    Setting("CMQ_ENDPOINT", "cmq_endpoint", _url(("http", "https")), None,
+    Setting("CMQ_ENDPOINT", "cmq_endpoint", _endpoint, None,
             "TDMQ CMQ HTTP data-flow endpoint (copy it from the console); required for CMQ_MODE=dataflow."),
     Setting("CMQ_MODE", "cmq_mode", _choice("dataflow", "api"), "dataflow",
             "dataflow: TDMQ CMQ HTTP data-flow API (production); api: Cloud API 3.0 SendCmqMsg (test-rate-limited)."),
@@ -153,7 +150,7 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("CLAIM_CHECK_BYTES", "claim_check_bytes", _int_range(1024, 1024 * 1024), 65536,
             "Messages larger than this go to CLAIM_CHECK_STORE and the message carries a pointer."),
-    Setting("CLAIM_CHECK_STORE", "claim_check_store", _url(("cos", "file")), None,
+    Setting("CLAIM_CHECK_STORE", "claim_check_store", _store, None,
             "cos://BUCKET-APPID.REGION/PREFIX for oversized queue messages (claim check)."),
     Setting("API_TOKEN", "api_token", _str, None,
             "Shared token for the HTTP routes (Authorization: Bearer, or ?token= for CI callbacks).", secret=True),
@@ -182,10 +179,10 @@ class Settings:
     ci_connect_timeout_s: float = 3.05
     ci_read_timeout_s: float = 10.0
     ci_max_attempts: int = 4
-    result_sink: str = "file:///tmp/cijobs/results"
+    result_sink: tuple[SinkTarget, ...] = field(default_factory=lambda: parse_sink_targets(DEFAULT_RESULT_SINK))
     result_key_template: str = "{prefix}/{Tag}/{JobId}.json"
     result_index: str = "none"
-    pending_store: str = "file:///tmp/cijobs/pending"
+    pending_store: StoreUrl = field(default_factory=lambda: parse_store_url(DEFAULT_PENDING_STORE, "PENDING_STORE"))
     pending_max_age_s: int = 86400
     cos_endpoint: Optional[str] = None
     cmq_endpoint: Optional[str] = None
@@ -193,7 +190,7 @@ class Settings:
     cmq_secret_id: Optional[str] = None
     cmq_secret_key: Optional[str] = field(default=None, repr=False)
     claim_check_bytes: int = 65536
-    claim_check_store: Optional[str] = None
+    claim_check_store: Optional[StoreUrl] = None
     api_token: Optional[str] = field(default=None, repr=False)
     allow_unauthenticated: bool = False
     trust_callback_body: bool = False
@@ -201,6 +198,13 @@ class Settings:
     max_ids_per_request: int = 100
     deadline_margin_s: float = 3.0
     log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        # Values given as text (tests, CLI flags) go through the same parsers as the environment's.
+        for s in SETTINGS:
+            value = getattr(self, s.field)
+            if s.parse is not _str and isinstance(value, str):
+                object.__setattr__(self, s.field, s.parse(s.env, value))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -212,10 +216,6 @@ class Settings:
                 continue
             values[s.field] = s.parse(s.env, raw.strip())
         return cls(**values)
-
-    def replace(self, **changes: Any) -> Settings:
-        """A copy with some fields changed (CLI flags override the environment)."""
-        return dataclasses.replace(self, **changes)
 
     def require_ci_target(self) -> None:
         """Raise unless CI_BUCKET and CI_REGION (or CI_ENDPOINT with a bucket) are set."""

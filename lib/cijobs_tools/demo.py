@@ -68,7 +68,7 @@ def seed_jobs(emu: Emulator) -> list[str]:
 def query_step(ctx: DemoContext) -> int:
     """Query the sample jobs plus one non-existent ID; print the normalized JSON."""
     from cijobs.ci_client import JobClient
-    from cijobs.http import Deadline
+    from cijobs.deadline import Deadline
 
     ids = [*seed_jobs(ctx.emu), MISSING_JOB_ID]
     ctx.say(f"added {len(SAMPLE_JOBS)} jobs: " + ", ".join(f"{t}/{s}" for _, t, s in SAMPLE_JOBS))

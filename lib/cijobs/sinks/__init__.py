@@ -1,7 +1,7 @@
 """Where terminal jobs go: ``file://``, ``cos://``, ``cmq-queue://``, ``cmq-topic://`` (several at once).
 
-``build_sinks(settings, credentials)`` reads ``RESULT_SINK`` (comma-separated
-URLs) and returns one :class:`Sink`. With several URLs the result is a
+``build_sinks(settings, credentials)`` turns the parsed ``RESULT_SINK`` targets
+into one :class:`Sink`. With several URLs the result is a
 :class:`MultiSink`: a job is written only when every sink wrote it; a retry
 re-writes it everywhere (idempotent on COS/files: ``already=True``; at least
 once on CMQ).
@@ -14,25 +14,16 @@ from typing import Optional
 
 import requests
 
-from ..cmq_client import ApiCmqClient, CmqClient, CmqConfigError, DataflowCmqClient, parse_target
-from ..cos import CosClient, CredentialsSource, InvalidKeyError
-from ..http import Deadline
-from ..models import Job
+from ..cmq_client import ApiCmqClient, CmqClient, DataflowCmqClient
+from ..cos import CosClient, CredentialsSource
+from ..deadline import Deadline
+from ..models import Job, WriteResult
 from ..settings import Settings
-from .base import (
-    PENDING_DIR,
-    KeyLayout,
-    Sink,
-    SinkConfigError,
-    WriteResult,
-    canonical_json,
-    combine,
-    job_fields,
-    refuse,
-)
+from ..store import FileLocation, InvalidKeyError, ObjectStore, StoreError, open_store
+from ..targets import CmqTarget
+from .base import KeyLayout, Sink, SinkConfigError, canonical_json, combine, job_fields, refuse
 from .cmq import CmqSink
 from .objects import ObjectSink
-from .store import FileObjectStore, ObjectStore, StoreError, store_from_url
 
 SAMPLE_JOB_ID = "jexample00000000000000"
 
@@ -101,46 +92,22 @@ def build_sinks(
                 shared["cmq"] = DataflowCmqClient(settings, credentials, session=session)
         return shared["cmq"]  # type: ignore[return-value]
 
-    try:
-        layout = KeyLayout(settings.result_key_template)
-        claim_store: Optional[ObjectStore] = None
-        if settings.claim_check_store:
-            _refuse_pending_folder(settings.claim_check_store, "CLAIM_CHECK_STORE")
-            claim_store = store_from_url(settings.claim_check_store, "CLAIM_CHECK_STORE", cos)
-        sinks: list[Sink] = []
-        for raw in settings.result_sink.split(","):
-            url = raw.strip()
-            if not url:
-                continue
-            if url.startswith(("file://", "cos://")):
-                _refuse_pending_folder(url, "RESULT_SINK")
-                store = store_from_url(url, "RESULT_SINK", cos)
-                try:  # a prefix such as ".pending" passes URL parsing but gives keys no write would accept
-                    layout.render(store.prefix, SAMPLE_JOB_ID, "Success", "Transcode")
-                except InvalidKeyError as exc:
-                    raise SinkConfigError(f"RESULT_SINK {url!r}: its prefix gives unusable result keys ({exc})") \
-                        from None
-                concurrency = 1 if isinstance(store, FileObjectStore) else settings.ci_concurrency
-                sinks.append(ObjectSink(store, layout, concurrency, index=settings.result_index == "daily"))
-            elif url.startswith(("cmq-queue://", "cmq-topic://")):
-                sinks.append(CmqSink(cmq(), parse_target(url), claim_store, settings.claim_check_bytes))
-            else:
-                raise SinkConfigError(f"RESULT_SINK: unknown sink {url!r}")
-    except CmqConfigError as exc:
-        raise SinkConfigError(str(exc)) from None
-    except SinkConfigError:
-        raise
-    except ValueError as exc:
-        raise SinkConfigError(str(exc)) from None
-    names = [s.name for s in sinks]
-    if len(set(names)) != len(names):
-        raise SinkConfigError(f"RESULT_SINK names the same sink twice: {settings.result_sink!r}")
+    layout = KeyLayout(settings.result_key_template)
+    claim_store: Optional[ObjectStore] = None
+    if settings.claim_check_store is not None:
+        claim_store = open_store(settings.claim_check_store, cos)
+    sinks: list[Sink] = []
+    for target in settings.result_sink:
+        if isinstance(target, CmqTarget):
+            sinks.append(CmqSink(cmq(), target, claim_store, settings.claim_check_bytes))
+            continue
+        store = open_store(target, cos)
+        try:  # a prefix such as ".pending" passes URL parsing but gives keys no write would accept
+            layout.render(store.prefix, SAMPLE_JOB_ID, "Success", "Transcode")
+        except InvalidKeyError as exc:
+            raise SinkConfigError(f"RESULT_SINK {target.url}: its prefix gives unusable result keys ({exc})") from None
+        concurrency = 1 if isinstance(target, FileLocation) else settings.ci_concurrency
+        sinks.append(ObjectSink(store, layout, concurrency, index=settings.result_index == "daily"))
+    if not sinks:
+        raise SinkConfigError("RESULT_SINK names no sink")
     return sinks[0] if len(sinks) == 1 else MultiSink(sinks)
-
-
-def _refuse_pending_folder(url: str, name: str) -> None:
-    """A store must not sit inside a pending registry's ``.pending`` folder: the registry reads every
-    object there as a pending job."""
-    location = url.split("://", 1)[1]
-    if PENDING_DIR in location.split("/"):
-        raise SinkConfigError(f"{name} {url!r} is inside a {PENDING_DIR!r} folder, reserved for the pending registry")

@@ -7,51 +7,19 @@ import json
 import re
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from typing import Optional, Protocol
 
-from ..cos import InvalidKeyError, validate_key
-from ..http import Deadline
-from ..models import TERMINAL_STATES, ErrorInfo, Job
+from ..deadline import Deadline
+from ..errors import SettingsError
+from ..models import TERMINAL_STATES, ErrorInfo, Job, WriteResult
+from ..store.keys import InvalidKeyError, validate_key
+from ..targets import PENDING_DIR
 
-PENDING_DIR = ".pending"
 UNKNOWN_TAG = "Unknown"
 TEMPLATE_FIELDS = frozenset({"prefix", "Tag", "JobId", "State"})
 DEFAULT_TEMPLATE = "{prefix}/{Tag}/{JobId}.json"
 # Values that become key segments: no '/', no leading '.', nothing that needs escaping.
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """The fate of one job in one write: ``ok`` (``already`` when it was there before) or ``error``."""
-
-    job_id: str
-    state: Optional[str]
-    ok: bool
-    already: bool = False
-    error: Optional[ErrorInfo] = None
-    retryable: bool = False
-
-    @classmethod
-    def written(cls, job_id: str, state: Optional[str], already: bool = False) -> WriteResult:
-        return cls(job_id, state, True, already)
-
-    @classmethod
-    def failed(cls, job_id: str, state: Optional[str], code: str, message: str, retryable: bool,
-               http_status: Optional[int] = None, request_id: Optional[str] = None) -> WriteResult:
-        return cls(job_id, state, False, False, ErrorInfo(code, message, http_status, request_id), retryable)
-
-    @classmethod
-    def from_error(cls, job_id: str, state: Optional[str], error: ErrorInfo, retryable: bool) -> WriteResult:
-        return cls(job_id, state, False, False, error, retryable)
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"JobId": self.job_id, "State": self.state, "Ok": self.ok, "Already": self.already}
-        if self.error is not None:
-            out["Error"] = self.error.as_dict()
-            out["Retryable"] = self.retryable
-        return out
 
 
 class Sink(Protocol):
@@ -63,7 +31,7 @@ class Sink(Protocol):
     def write(self, jobs: Sequence[Job], deadline: Optional[Deadline] = None) -> list[WriteResult]: ...
 
 
-class SinkConfigError(ValueError):
+class SinkConfigError(SettingsError):
     """RESULT_SINK / CLAIM_CHECK_STORE / RESULT_KEY_TEMPLATE / CMQ settings are unusable (names the setting)."""
 
 

@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..cmq_client import MAX_BATCH_BYTES, MAX_TAG_CHARS, MAX_TAGS, CmqClient, CmqError, CmqTarget, encode_message
-from ..http import Deadline
+from ..cmq_client import MAX_BATCH_BYTES, MAX_TAG_CHARS, MAX_TAGS, CmqClient, CmqError, encode_message
+from ..deadline import Deadline
 from ..log import get_logger
-from ..models import Job
-from .base import WriteResult, canonical_json, job_fields, key_segment, refuse, sha256_hex
-from .store import ObjectStore, StoreError
+from ..models import Job, WriteResult
+from ..store import ObjectStore, StoreError
+from ..targets import CmqTarget
+from .base import canonical_json, job_fields, key_segment, refuse, sha256_hex
 
 
 @dataclass(frozen=True)

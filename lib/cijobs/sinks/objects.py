@@ -28,12 +28,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
-from ..cos import InvalidKeyError
-from ..http import Deadline
+from ..deadline import Deadline
 from ..log import get_logger
-from ..models import Job
-from .base import KeyLayout, WriteResult, canonical_json, job_fields, refuse, sha256_hex
-from .store import ObjectStore, StoredObject, StoreError
+from ..models import Job, WriteResult
+from ..store import InvalidKeyError, ObjectStore, StoredObject, StoreError
+from .base import KeyLayout, canonical_json, job_fields, refuse, sha256_hex
 
 CONTENT_TYPE = "application/json"
 INDEX_DIR = "_index"

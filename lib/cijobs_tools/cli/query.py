@@ -49,7 +49,7 @@ def collect_ids(args: list[str], stdin_text: Optional[str] = None) -> list[str]:
 def run(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -> int:
     from cijobs import log
     from cijobs.credentials import CredentialsError, from_env
-    from cijobs.http import Deadline
+    from cijobs.deadline import Deadline
     from cijobs.job_ids import validate_job_id
     from cijobs.settings import Settings, SettingsError
 

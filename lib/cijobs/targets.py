@@ -1,0 +1,75 @@
+"""Where results go, as parsed once from ``RESULT_SINK``: object stores and CMQ queues/topics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from .errors import SettingsError
+from .store.urls import REGION_RE, CosLocation, FileLocation, parse_store_url
+
+PENDING_DIR = ".pending"  # the pending registry's folder: no other store may sit inside one
+
+
+@dataclass(frozen=True)
+class CmqTarget:
+    """A parsed ``cmq-queue://<region>/<name>`` or ``cmq-topic://<region>/<name>``."""
+
+    kind: str  # "queue" or "topic"
+    region: str
+    name: str
+
+    @property
+    def url(self) -> str:
+        return f"cmq-{self.kind}://{self.region}/{self.name}"
+
+
+SinkTarget = Union[CosLocation, FileLocation, CmqTarget]
+SINK_FORMS = ("file://DIR, cos://BUCKET-APPID.REGION/PREFIX, cmq-queue://REGION/NAME or cmq-topic://REGION/NAME")
+
+
+def parse_cmq_target(url: str, name: str = "RESULT_SINK") -> CmqTarget:
+    scheme, _, rest = url.strip().partition("://")
+    if scheme not in ("cmq-queue", "cmq-topic") or "/" not in rest:
+        raise SettingsError(f"{name}: expected cmq-queue://REGION/NAME or cmq-topic://REGION/NAME")
+    region, _, target = rest.partition("/")
+    target = target.strip("/")
+    if not REGION_RE.match(region):
+        raise SettingsError(f"{name}: the CMQ region must look like ap-guangzhou")
+    if not target or len(target) > 64 or not all(c.isalnum() or c in "-_" for c in target) \
+            or not target[0].isalpha():
+        raise SettingsError(f"{name}: a queue/topic name is letters, digits, - and _ (starting with a letter, "
+                            "at most 64)")
+    return CmqTarget(scheme[len("cmq-"):], region, target)
+
+
+def refuse_pending_folder(target: Union[CosLocation, FileLocation], name: str) -> None:
+    """A store must not sit inside a pending registry's ``.pending`` folder: the registry reads every
+    object there as a pending job."""
+    path = target.prefix if isinstance(target, CosLocation) else target.root
+    if PENDING_DIR in path.split("/"):
+        raise SettingsError(f"{name}: a store may not sit inside a {PENDING_DIR!r} folder (reserved for the "
+                            "pending registry)")
+
+
+def parse_sink_targets(raw: str, name: str = "RESULT_SINK") -> tuple[SinkTarget, ...]:
+    """Comma-separated sink URLs, each parsed; no duplicates, none inside a ``.pending`` folder."""
+    if ";" in raw:
+        raise SettingsError(f"{name}: separate several sinks with ',' (not ';')")
+    targets: list[SinkTarget] = []
+    for i, part in enumerate(raw.split(","), 1):
+        url = part.strip()
+        if not url:
+            raise SettingsError(f"{name}: sink {i} is empty (a stray ','?)")
+        target: SinkTarget
+        if url.startswith(("cmq-queue://", "cmq-topic://")):
+            target = parse_cmq_target(url, name)
+        elif url.startswith(("file://", "cos://")):
+            target = parse_store_url(url, name)
+            refuse_pending_folder(target, name)
+        else:
+            raise SettingsError(f"{name}: sink {i} must be one of {SINK_FORMS}")
+        if target in targets:
+            raise SettingsError(f"{name} names the same sink twice ({target.url})")
+        targets.append(target)
+    return tuple(targets)
