@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
+from typing import Any
 
 import pytest
 
@@ -159,13 +161,13 @@ def test_ckafka_fixture():
 def test_direct_invoke():
     ev = detect({"JobIds": [JOB_A, JOB_A, JOB_B]})
     assert isinstance(ev, DirectInvokeEvent)
-    req = ev.request(LIMITS)
-    assert req.job_ids == (JOB_A, JOB_B) and req.source == "direct"
+    work = ev.work(LIMITS)
+    assert work.ids == (JOB_A, JOB_B) and not work.tick and ev.raises_when_unparked
     with pytest.raises(EventError) as exc:
-        detect({"JobIds": 7}).request(LIMITS)
+        detect({"JobIds": 7}).work(LIMITS)
     assert exc.value.field == "JobIds"
     with pytest.raises(EventError, match="at most 20"):
-        detect({"JobIds": [f"j{i:032x}" for i in range(21)]}).request(LIMITS)
+        detect({"JobIds": [f"j{i:032x}" for i in range(21)]}).work(LIMITS)
 
 
 @pytest.mark.parametrize("event", [None, [], "text", {"foo": 1}, {"Records": []}, load("cos.json")])
@@ -216,3 +218,45 @@ def test_parse_message_limits():
         parse_message("x" * (LIMITS.max_body_bytes + 1), "cmq", LIMITS)
     with pytest.raises(EventError, match="at most"):
         parse_message(",".join(f"j{i:032x}" for i in range(21)), "cmq", LIMITS)
+
+
+def _kafka_records(n_records: int, ids_per_record: int) -> dict[str, Any]:
+    records = []
+    for r in range(n_records):
+        ids = [f"j{r:04x}{i:028x}" for i in range(ids_per_record)]
+        records.append({"Ckafka": {"topic": "jobs", "partition": 3, "offset": 1000 + r,
+                                   "msgBody": json.dumps({"JobIds": ids})}})
+    return {"Records": records}
+
+
+def test_queue_event_id_limit_counts_the_whole_event_and_skips_records_whole() -> None:
+    # 10 records of 100 IDs = 1,000 IDs in one event; MAX_IDS_PER_EVENT=100 takes the first record only
+    limits = Limits(max_body_bytes=1024 * 1024, max_ids=100, max_ids_per_event=100)
+    ev = detect(_kafka_records(10, 100))
+    work = ev.work(limits)  # type: ignore[union-attr]
+    assert len(work.ids) == 100
+    taken = [r for r in work.records if r.request is not None]
+    skipped = [r for r in work.records if r.request is None]
+    assert [r.index for r in taken] == [0] and len(skipped) == 9
+    assert skipped[0].ref == "jobs/3/1001" and "MAX_IDS_PER_EVENT=100" in (skipped[0].error or "")
+    assert all(r.as_dict()["Ref"].startswith("jobs/3/") for r in skipped)  # partition/offset, for replay
+
+
+def test_queue_event_id_limit_through_the_handler_logs_each_skipped_record(tmp_path: Any) -> None:
+    from cijobs import log
+    from cijobs.app import build_app
+
+    env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "CI_ENDPOINT": "http://127.0.0.1:9",
+           "RESULT_SINK": f"file://{tmp_path}/r", "PENDING_STORE": f"file://{tmp_path}/p",
+           "MAX_IDS_PER_EVENT": "100", "CI_MAX_ATTEMPTS": "1", "TENCENTCLOUD_SECRETID": "AKIDexample",
+           "TENCENTCLOUD_SECRETKEY": "secret-key-example"}
+    stream = io.StringIO()
+    app = build_app(env, log_stream=stream)
+    summary = app(_kafka_records(10, 100), {"time_limit_in_ms": 4000})
+    log.configure()
+    skipped = [r for r in summary["Records"] if "Error" in r]
+    assert len(skipped) == 9 and len(summary["Outcomes"]) == 100
+    lines = [json.loads(x) for x in stream.getvalue().splitlines() if x.strip()]
+    errors = [x for x in lines if x["event"] == "record_skipped"]
+    assert len(errors) == 9 and all(x["level"] == "error" for x in errors)
+    assert {x["ref"] for x in errors} == {f"jobs/3/{1000 + r}" for r in range(1, 10)}

@@ -17,35 +17,14 @@ from . import log
 from .credentials import Credentials, CredentialsError
 from .credentials import from_env as credentials_from_env
 from .deadline import Deadline
-from .events import (
-    CKafkaEvent,
-    CMQTopicEvent,
-    DirectInvokeEvent,
-    Event,
-    EventError,
-    HttpEvent,
-    Limits,
-    RecordResult,
-    TimerEvent,
-    UnknownEventError,
-    detect,
-)
+from .events import AsyncEvent, EventError, HttpEvent, Limits, RecordResult, UnknownEventError, detect
 from .http import new_session
-from .job_ids import dedupe
-from .models import Job
 from .pipeline import Outcomes, Pipeline
 from .routes import Router, error
 from .settings import Settings, SettingsError
 
 DEFAULT_TIME_LIMIT_MS = 3000  # SCF's default function timeout
 MAX_LOGGED_IDS = 50  # job IDs named in one log line (summary, failures)
-# Triggers that raise InvocationFailedError when a retryable failure could not be parked, so that
-# nothing is lost silently: timer and CMQ are async (SCF retries, then the dead-letter queue); a direct
-# Invoke may be async (InvocationType=Event) and the context does not say which, so it raises too (a
-# synchronous caller gets the error, naming the jobs, instead of a summary it might not check).
-RAISING_TRIGGERS = frozenset({TimerEvent.kind, CMQTopicEvent.kind, DirectInvokeEvent.kind})
-
-
 class InvocationFailedError(RuntimeError):
     """Raised after an async (or direct) invocation finished everything it could, when some jobs failed
     with a retryable error and could not be parked in the pending registry: SCF's retry and DLQ take over."""
@@ -70,7 +49,7 @@ class App:
         self.router = Router(settings, pipeline)
         self.env = env
         self.monotonic = monotonic
-        self.limits = Limits(settings.max_body_bytes, settings.max_ids_per_request)
+        self.limits = Limits(settings.max_body_bytes, settings.max_ids_per_request, settings.max_ids_per_event)
         self.log = log.get_logger("cijobs.app")
 
     # -- one invocation --------------------------------------------------------------------------
@@ -95,7 +74,7 @@ class App:
             raise
         log.bind(trigger=ev.kind)
         deadline = self.deadline(ctx)
-        if isinstance(ev, HttpEvent):
+        if isinstance(ev, HttpEvent):  # a caller is waiting for an answer: the routes
             return self._http(ev, deadline, started)
         return self._async(ev, deadline, started)
 
@@ -128,43 +107,30 @@ class App:
 
     # -- async and direct --------------------------------------------------------------------------
 
-    def _async(self, ev: Event, deadline: Deadline, started: float) -> dict[str, Any]:
-        errors: list[str] = []
-        records: list[RecordResult] = []
-        if isinstance(ev, TimerEvent):
-            try:
-                ids = ev.job_ids(self.limits)
-            except EventError as exc:
-                self.log.error("timer_message_rejected", error=str(exc))
-                errors.append(str(exc))
-                ids = []
-            outcomes = self.pipeline.tick(deadline, ids, source="timer")
-        elif isinstance(ev, (CMQTopicEvent, CKafkaEvent)):
-            records = ev.parse_records(self.limits)
-            ids_: list[str] = []
-            jobs: list[Job] = []
-            for r in records:
-                if r.request is None:
-                    self.log.warning("record_skipped", index=r.index, ref=r.ref, error=r.error)
-                    continue
-                ids_.extend(r.request.job_ids)
-                jobs.extend(r.request.jobs)
-            outcomes = self.pipeline.process(dedupe(ids_), ev.kind, deadline, jobs=jobs,
-                                             trust_jobs=self.settings.trust_callback_body)
+    def _async(self, ev: AsyncEvent, deadline: Deadline, started: float) -> dict[str, Any]:
+        try:
+            work = ev.work(self.limits)
+        except EventError as exc:  # the event as a whole is unusable (a direct invoke's JobIds)
+            self.log.error("bad_event", error=str(exc), field=exc.field)
+            self._summary_line(ev.kind, Outcomes(), started, error=str(exc))
+            raise
+        for message_error in work.errors:
+            self.log.error(f"{ev.kind}_message_rejected", error=message_error)
+        records = list(work.records)
+        for r in records:
+            if r.request is None:
+                self.log.error("record_skipped", index=r.index, ref=r.ref, error=r.error)
+        if work.tick:
+            outcomes = self.pipeline.tick(deadline, list(work.ids), source=ev.kind)
         else:
-            assert isinstance(ev, DirectInvokeEvent)
-            try:
-                request = ev.request(self.limits)
-            except EventError as exc:
-                self.log.error("bad_event", error=str(exc), field=exc.field)
-                self._summary_line(ev.kind, Outcomes(), started, error=str(exc))
-                raise
-            outcomes = self.pipeline.process(request.job_ids, ev.kind, deadline)
+            outcomes = self.pipeline.process(list(work.ids), ev.kind, deadline, jobs=list(work.jobs),
+                                             trust_jobs=self.settings.trust_callback_body)
+        errors = list(work.errors)
         summary = self._summary(ev.kind, outcomes, records)
         if errors:  # a bad timer Message: reported, but a retry of the same Message cannot help
             summary["MessageErrors"] = errors
         self._summary_line(ev.kind, outcomes, started, records=records, error="; ".join(errors) or None)
-        if ev.kind in RAISING_TRIGGERS and outcomes.retry_needed():
+        if ev.raises_when_unparked and outcomes.retry_needed():
             failed = [o.job_id for o in outcomes.of("failed") if o.retryable]
             named = ", ".join(failed[:20]) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")
             message = (f"{len(failed)} job(s) failed with a retryable error and could not be parked in the "

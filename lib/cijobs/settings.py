@@ -161,7 +161,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_BODY_BYTES", "max_body_bytes", _int_range(1024, 6 * 1024 * 1024), 1024 * 1024,
             "Largest HTTP/queue body accepted."),
     Setting("MAX_IDS_PER_REQUEST", "max_ids_per_request", _int_range(1, 10000), 100,
-            "Most job IDs accepted in one HTTP request or event."),
+            "Most job IDs accepted in one HTTP request, message or queue record."),
+    Setting("MAX_IDS_PER_EVENT", "max_ids_per_event", _int_range(1, 1_000_000), 10000,
+            "Most job IDs taken from one queue event (all its records); records past it are skipped whole, "
+            "reported and logged at error with their topic/partition/offset or message ID, for replay."),
     Setting("DEADLINE_MARGIN_S", "deadline_margin_s", _float_range(0, 60), 3.0,
             "Stop starting new work when less than this is left of the SCF time limit."),
     Setting("LOG_LEVEL", "log_level", _log_level, "info", "debug, info, warning or error."),
@@ -196,6 +199,7 @@ class Settings:
     trust_callback_body: bool = False
     max_body_bytes: int = 1024 * 1024
     max_ids_per_request: int = 100
+    max_ids_per_event: int = 10000
     deadline_margin_s: float = 3.0
     log_level: str = "info"
 

@@ -67,7 +67,7 @@ def fuzz_events(data: bytes) -> None:
         elif isinstance(ev, (CMQTopicEvent, CKafkaEvent)):
             ev.parse_records(LIMITS)
         elif isinstance(ev, DirectInvokeEvent):
-            ev.request(LIMITS)
+            ev.work(LIMITS)
         elif isinstance(ev, (APIGatewayEvent, FunctionURLEvent)):
             ev.body_bytes(LIMITS.max_body_bytes)
             repr(ev)

@@ -9,14 +9,24 @@ from __future__ import annotations
 from typing import Any, Union
 
 from .apigw import APIGatewayEvent
-from .base import EventError, Headers, JobRequest, Limits, QueryParams, UnknownEventError
+from .base import (
+    AsyncEvent,
+    EventError,
+    Headers,
+    JobRequest,
+    Limits,
+    QueryParams,
+    RecordResult,
+    UnknownEventError,
+    Work,
+)
 from .ckafka import CKafkaEvent, CKafkaRecord
 from .cmq import CMQRecord, CMQTopicEvent
 from .direct import DirectInvokeEvent
 from .function_url import FunctionURLEvent
 from .http import BodyTooLargeError, HttpEvent
 from .notification import CINotification, parse_message
-from .queues import RecordResult, record_key
+from .queues import record_key
 from .timer import TimerEvent
 
 Event = Union[TimerEvent, APIGatewayEvent, FunctionURLEvent, CMQTopicEvent, CKafkaEvent, DirectInvokeEvent]
@@ -54,8 +64,28 @@ def detect(event: Any) -> Event:
 
 
 __all__ = [
-    "ACCEPTED_SHAPES", "APIGatewayEvent", "BodyTooLargeError", "CINotification", "CKafkaEvent", "CKafkaRecord",
-    "CMQRecord", "CMQTopicEvent", "DirectInvokeEvent", "Event", "EventError", "FunctionURLEvent", "Headers",
-    "HttpEvent", "JobRequest", "Limits", "QueryParams", "RecordResult", "TimerEvent", "UnknownEventError",
-    "detect", "parse_message",
+    "ACCEPTED_SHAPES",
+    "APIGatewayEvent",
+    "AsyncEvent",
+    "BodyTooLargeError",
+    "CINotification",
+    "CKafkaEvent",
+    "CKafkaRecord",
+    "CMQRecord",
+    "CMQTopicEvent",
+    "DirectInvokeEvent",
+    "Event",
+    "EventError",
+    "FunctionURLEvent",
+    "Headers",
+    "HttpEvent",
+    "JobRequest",
+    "Limits",
+    "QueryParams",
+    "RecordResult",
+    "TimerEvent",
+    "UnknownEventError",
+    "Work",
+    "detect",
+    "parse_message",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from ..job_ids import dedupe, split_ids
 from ..models import Job
@@ -33,10 +33,12 @@ class UnknownEventError(EventError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Size limits applied while parsing (from MAX_BODY_BYTES and MAX_IDS_PER_REQUEST)."""
+    """Size limits applied while parsing: MAX_BODY_BYTES, MAX_IDS_PER_REQUEST (one request, message or
+    record) and MAX_IDS_PER_EVENT (all the records of one queue event together)."""
 
     max_body_bytes: int = 1024 * 1024
     max_ids: int = 100
+    max_ids_per_event: int = 10000
 
 
 class ReadOnlyMap(Mapping[str, str]):
@@ -108,6 +110,54 @@ class JobRequest:
     job_ids: tuple[str, ...]
     source: str
     jobs: tuple[Job, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What one queue record turned into: a request, or the reason it was skipped."""
+
+    index: int
+    ref: str
+    request: Optional[JobRequest] = None
+    error: Optional[str] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"Index": self.index, "Ref": self.ref}
+        if self.request is not None:
+            out["JobIds"] = list(self.request.job_ids)
+        if self.error is not None:
+            out["Error"] = self.error
+        return out
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a non-HTTP event asks for: job IDs to query (``jobs``: their callback bodies, used only when
+    TRUST_CALLBACK_BODY is on), whether the pending registry is worked too (``tick``), the queue records
+    (``records``, reported in the answer) and problems with the event's own message (``errors``)."""
+
+    ids: tuple[str, ...] = ()
+    jobs: tuple[Job, ...] = ()
+    tick: bool = False
+    records: tuple[RecordResult, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+class AsyncEvent(Protocol):
+    """A timer, queue or direct-invoke event: the app asks each the same two things.
+
+    ``work(limits)`` says what to do (it raises :class:`EventError` only when the event as a whole is
+    unusable); ``raises_when_unparked`` says whether an invocation that could not park a retryable
+    failure must raise, so that SCF retries the event (not CKafka: raising would block its partition).
+    """
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def raises_when_unparked(self) -> bool: ...
+
+    def work(self, limits: Limits) -> Work: ...
 
 
 def ids_from_value(value: Any, field: str, limits: Limits) -> list[str]:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
-from .base import EventError, Limits
-from .queues import RecordResult, parse_record_body, record_key, records_of
+from .base import EventError
+from .queues import QueueEvent, QueueRecord
 
 
 @dataclass(frozen=True)
-class CKafkaRecord:
+class CKafkaRecord(QueueRecord):
     index: int
     topic: str
     partition: int
     offset: int
     msg_key: Optional[str]
     msg_body: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
 
     @classmethod
     def from_record(cls, record: Any, index: int) -> CKafkaRecord:
@@ -46,30 +50,10 @@ def _int(value: Any) -> int:
 
 
 @dataclass(frozen=True)
-class CKafkaEvent:
-    records: tuple[CKafkaRecord, ...]
-    malformed: tuple[tuple[int, str], ...] = ()  # (index, error) of records that could not be read
+class CKafkaEvent(QueueEvent):
+    """Never raises after processing: raising would block the partition (the summary is its signal)."""
 
-    kind = "ckafka"
-
-    @staticmethod
-    def matches(event: dict[str, Any]) -> bool:
-        return record_key(event) == "Ckafka"
-
-    @classmethod
-    def from_event(cls, event: dict[str, Any]) -> CKafkaEvent:
-        good: list[CKafkaRecord] = []
-        bad: list[tuple[int, str]] = []
-        for i, r in enumerate(records_of(event)):
-            try:
-                good.append(CKafkaRecord.from_record(r, i))
-            except EventError as exc:
-                bad.append((i, str(exc)))
-        return cls(tuple(good), tuple(bad))
-
-    def parse_records(self, limits: Limits) -> list[RecordResult]:
-        """One result per record, in record order; unreadable records carry their error."""
-        results = [parse_record_body(r.index, f"{r.topic}/{r.partition}/{r.offset}",
-                                     r.msg_body, self.kind, limits) for r in self.records]
-        results += [RecordResult(i, f"Records[{i}]", error=err) for i, err in self.malformed]
-        return sorted(results, key=lambda x: x.index)
+    kind: ClassVar[str] = "ckafka"
+    wrapper: ClassVar[str] = "Ckafka"
+    record_class: ClassVar[Any] = CKafkaRecord
+    raises_when_unparked: ClassVar[bool] = False

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from .base import EventError, Limits
-from .queues import RecordResult, parse_record_body, record_key, records_of
+from .base import EventError
+from .queues import QueueEvent, QueueRecord
 
 
 @dataclass(frozen=True)
-class CMQRecord:
+class CMQRecord(QueueRecord):
     index: int
     type: str
     topic_name: str
@@ -20,6 +20,10 @@ class CMQRecord:
     request_id: str
     msg_body: str
     msg_tags: tuple[str, ...]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.topic_name}/{self.msg_id}"
 
     @classmethod
     def from_record(cls, record: Any, index: int) -> CMQRecord:
@@ -50,30 +54,9 @@ class CMQRecord:
 
 
 @dataclass(frozen=True)
-class CMQTopicEvent:
-    records: tuple[CMQRecord, ...]
-    malformed: tuple[tuple[int, str], ...] = ()  # (index, error) of records that could not be read
+class CMQTopicEvent(QueueEvent):
+    """Async: an invocation that could not park a retryable failure raises, so SCF retries the event."""
 
-    kind = "cmq"
-
-    @staticmethod
-    def matches(event: dict[str, Any]) -> bool:
-        return record_key(event) == "CMQ"
-
-    @classmethod
-    def from_event(cls, event: dict[str, Any]) -> CMQTopicEvent:
-        good: list[CMQRecord] = []
-        bad: list[tuple[int, str]] = []
-        for i, r in enumerate(records_of(event)):
-            try:
-                good.append(CMQRecord.from_record(r, i))
-            except EventError as exc:
-                bad.append((i, str(exc)))
-        return cls(tuple(good), tuple(bad))
-
-    def parse_records(self, limits: Limits) -> list[RecordResult]:
-        """One result per record, in record order; unreadable records carry their error."""
-        results = [parse_record_body(r.index, f"{r.topic_name}/{r.msg_id}",
-                                     r.msg_body, self.kind, limits) for r in self.records]
-        results += [RecordResult(i, f"Records[{i}]", error=err) for i, err in self.malformed]
-        return sorted(results, key=lambda x: x.index)
+    kind: ClassVar[str] = "cmq"
+    wrapper: ClassVar[str] = "CMQ"
+    record_class: ClassVar[Any] = CMQRecord

@@ -1,37 +1,19 @@
-"""Shared record handling for the queue triggers (CMQ topic, CKafka)."""
+"""The queue triggers (CMQ topic, CKafka): one implementation, a record class per wrapper.
+
+Each record's ``msgBody`` is a CI notification or ``{"JobIds": [...]}``. A record that cannot be read,
+or one that would take the event past MAX_IDS_PER_EVENT, is skipped whole and reported (``Records[]``
+in the answer, an error log naming it) so an operator can replay it; the others are processed.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
-from .base import EventError, JobRequest, Limits
+from ..job_ids import dedupe
+from .base import EventError, Limits, RecordResult, Work
 from .notification import parse_message
-
-
-@dataclass(frozen=True)
-class RecordResult:
-    """What one queue record turned into: a request, or the reason it was skipped."""
-
-    index: int
-    ref: str
-    request: Optional[JobRequest] = None
-    error: Optional[str] = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"Index": self.index, "Ref": self.ref}
-        if self.request is not None:
-            out["JobIds"] = list(self.request.job_ids)
-        if self.error is not None:
-            out["Error"] = self.error
-        return out
-
-
-def parse_record_body(index: int, ref: str, body: str, source: str, limits: Limits) -> RecordResult:
-    try:
-        return RecordResult(index, ref, request=parse_message(body, source, limits, f"Records[{index}].msgBody"))
-    except EventError as exc:
-        return RecordResult(index, ref, error=str(exc))
 
 
 def records_of(event: dict[str, Any]) -> list[Any]:
@@ -49,3 +31,75 @@ def record_key(event: dict[str, Any]) -> Optional[str]:
             if key in records[0]:
                 return key
     return None
+
+
+class QueueRecord:
+    """What the shared code reads of a record; subclasses are frozen dataclasses with these fields."""
+
+    index: int
+    msg_body: str
+
+    @property
+    def ref(self) -> str:
+        """How an operator finds the record again (topic/message ID, topic/partition/offset)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class QueueEvent:
+    """``Records[]`` of one wrapper; subclasses name the wrapper, the record class and the trigger kind."""
+
+    records: tuple[Any, ...]
+    malformed: tuple[tuple[int, str], ...] = ()  # (index, error) of records that could not be read
+
+    kind: ClassVar[str] = ""
+    wrapper: ClassVar[str] = ""
+    record_class: ClassVar[Any] = None
+    raises_when_unparked: ClassVar[bool] = True
+
+    @classmethod
+    def matches(cls, event: dict[str, Any]) -> bool:
+        return record_key(event) == cls.wrapper
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> Any:
+        good: list[Any] = []
+        bad: list[tuple[int, str]] = []
+        for i, r in enumerate(records_of(event)):
+            try:
+                good.append(cls.record_class.from_record(r, i))
+            except EventError as exc:
+                bad.append((i, str(exc)))
+        return cls(tuple(good), tuple(bad))
+
+    def parse_records(self, limits: Limits) -> list[RecordResult]:
+        """One result per record, in record order; unreadable records and records past the event's ID
+        limit carry their error."""
+        results: list[RecordResult] = []
+        total = 0
+        for r in self.records:
+            field = f"Records[{r.index}].msgBody"
+            try:
+                request = parse_message(r.msg_body, self.kind, limits, field)
+            except EventError as exc:
+                results.append(RecordResult(r.index, r.ref, error=str(exc)))
+                continue
+            if total + len(request.job_ids) > limits.max_ids_per_event:
+                results.append(RecordResult(
+                    r.index, r.ref, error=f"skipped: the event's records name more than MAX_IDS_PER_EVENT="
+                                          f"{limits.max_ids_per_event} job IDs; replay this record"))
+                continue
+            total += len(request.job_ids)
+            results.append(RecordResult(r.index, r.ref, request=request))
+        results += [RecordResult(i, f"Records[{i}]", error=err) for i, err in self.malformed]
+        return sorted(results, key=lambda x: x.index)
+
+    def work(self, limits: Limits) -> Work:
+        records = self.parse_records(limits)
+        return Work(ids=tuple(dedupe(_ids(records))), jobs=tuple(j for r in records if r.request
+                                                               for j in r.request.jobs),
+                    records=tuple(records))
+
+
+def _ids(records: Sequence[RecordResult]) -> list[str]:
+    return [i for r in records if r.request is not None for i in r.request.job_ids]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from .base import EventError, Limits, as_str, ids_from_json_object, ids_from_value, looks_like_json_object
+from .base import EventError, Limits, Work, as_str, ids_from_json_object, ids_from_value, looks_like_json_object
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,8 @@ class TimerEvent:
     time: str
     message: str
 
-    kind = "timer"
+    kind: ClassVar[str] = "timer"
+    raises_when_unparked: ClassVar[bool] = True  # async: SCF retries, then the dead-letter queue
 
     @staticmethod
     def matches(event: dict[str, Any]) -> bool:
@@ -42,10 +43,15 @@ class TimerEvent:
             return ids_from_json_object(text, "Message", limits)
         from ..job_ids import validate_job_id
 
-        try:
-            ids = ids_from_value(text, "Message", limits)
-        except EventError:
-            raise
+        ids = ids_from_value(text, "Message", limits)
         if not any(validate_job_id(i) for i in ids):
             return []
         return ids
+
+    def work(self, limits: Limits) -> Work:
+        """A tick: the pending registry, plus the IDs of ``Message``. A bad Message is reported (a retry of
+        the same Message cannot help) and the tick still works the registry."""
+        try:
+            return Work(ids=tuple(self.job_ids(limits)), tick=True)
+        except EventError as exc:
+            return Work(tick=True, errors=(str(exc),))
