@@ -26,6 +26,16 @@ FAULT_FLAGS = (
 )
 
 
+def _positive(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {raw}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
 
@@ -35,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 5xx")
     for flag, dest, help_text in FAULT_FLAGS:
         parser.add_argument(flag, dest=dest, type=float, default=0.0, help=help_text)
+    parser.add_argument("--max-rps", type=_positive, default=None,
+                        help="cap CI requests per second per SecretId (token bucket, 200 ms burst); over it: "
+                             "503 SlowDown or 429 RequestLimitExceeded, half with Retry-After: 1")
+    parser.add_argument("--cos-max-rps", type=_positive, default=None,
+                        help="the same cap on the COS side")
     parser.add_argument("--auto-jobs", action="store_true",
                         help="every well-formed job ID exists as a Success job (except IDs starting with jnone)")
     parser.add_argument("--pretty-xml", action="store_true",
@@ -56,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         emu = Emulator(
             secret_id=args.secret_id, secret_key=args.secret_key, token=args.token, latency_ms=args.latency_ms,
             fail_rate=args.fail_rate, seed=args.seed, auto_jobs=args.auto_jobs, pretty_xml=args.pretty_xml,
-            host=args.host, port=args.port,
+            host=args.host, port=args.port, max_rps=args.max_rps, cos_max_rps=args.cos_max_rps,
             **faults,
         )
         emu.start()

@@ -14,6 +14,8 @@ POST   /_emu/ci/config            ``{"auto_jobs"?: bool, "finish_probability"?: 
 GET    /_emu/ci/requests?limit=N  the last N CI requests (path, ids, status)
 GET    /_emu/faults               global + per-side settings and injected counts
 POST   /_emu/faults[/<side>]      set settings, e.g. ``{"fail_rate": 0.2, "latency_ms": 5}``
+GET    /_emu/limits               per-account request caps ``{"ci_max_rps": r|null, "cos_max_rps": r|null}``
+POST   /_emu/limits               set them (same shape; null = no cap; the buckets start full again)
 GET    /_emu/cos/objects?bucket=&prefix=   objects with size, etag, put count and body MD5s
 GET    /_emu/cos/object?bucket=&key=       the raw object body
 GET    /_emu/cmq/messages?name=            received CMQ messages
@@ -60,6 +62,8 @@ class Control:
             ("GET", "ci/requests"): self._ci_requests,
             ("GET", "faults"): lambda r, b: self._emu.faults.as_dict(),
             ("POST", "faults"): self._faults,
+            ("GET", "limits"): lambda r, b: self._limits_view(),
+            ("POST", "limits"): self._set_limits,
             ("GET", "cos/objects"): self._cos_objects,
             ("GET", "cmq/messages"): self._cmq_messages,
         }
@@ -146,6 +150,23 @@ class Control:
         side = body.pop("__side", None)
         self._emu.faults.update(body, side=side)
         return self._emu.faults.as_dict()
+
+    def _limits_view(self) -> dict[str, Any]:
+        return {f"{side}_max_rps": b.max_rps for side, b in self._emu.limits.items()}
+
+    def _set_limits(self, req: Request, body: dict[str, Any]) -> Any:
+        known = {f"{side}_max_rps": side for side in self._emu.limits}
+        unknown = sorted(set(body) - set(known))
+        if unknown:
+            raise ControlError(400, f"unknown limit(s) {unknown} (known: {', '.join(sorted(known))})")
+        values: dict[str, Any] = {}
+        for name, value in body.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise ControlError(400, f"{name} must be a number > 0 or null, got {value!r}")
+            values[known[name]] = None if value is None else float(value)
+        for side, value in values.items():
+            self._emu.limits[side].set_rate(value)
+        return self._limits_view()
 
     def _cos_objects(self, req: Request, body: dict[str, Any]) -> Any:
         bucket = req.query.get("bucket")

@@ -144,6 +144,10 @@ class Faults:
             out[name] = float(getattr(self, name) if v is None else v)
         return out
 
+    def latency_s(self, side: str) -> float:
+        """The side's added latency in seconds (no fault draw)."""
+        return self.effective(side)["latency_ms"] / 1000.0
+
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {name: getattr(self, name) for name in ALL_FIELDS}
         for s in SIDES:

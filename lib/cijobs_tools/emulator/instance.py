@@ -14,6 +14,7 @@ from .control import Control
 from .cos import CosStore
 from .faults import Faults
 from .server import EmulatorHTTPServer, Handler
+from .throttle import THROTTLE_ANSWERS, Buckets, account_of
 from .wire import Request, RequestIds, Response, error_response
 
 DEFAULT_SECRET_ID = "AKIDcijobsEMULATOR"
@@ -42,6 +43,9 @@ class Emulator:
         port: int = 0,
         clock: Callable[[], float] = time.time,
         cmq_max_message_bytes: int = 64 * 1024,
+        max_rps: Optional[float] = None,
+        cos_max_rps: Optional[float] = None,
+        throttle_clock: Callable[[], float] = time.monotonic,
         **faults: float,
     ) -> None:
         self.keys = KeyRing()
@@ -54,6 +58,8 @@ class Emulator:
         self.cos = CosStore(self.keys, self.ids, clock)
         self.cmq = CmqStore(self.keys, self.ids, clock, max_message_bytes=cmq_max_message_bytes)
         self.control = Control(self)
+        # per-account request caps: CI side (--max-rps) and COS side (--cos-max-rps); None = no cap
+        self.limits = {"ci": Buckets(max_rps, throttle_clock), "cos": Buckets(cos_max_rps, throttle_clock)}
         self.stats: dict[str, int] = {}
         self._stats_lock = threading.Lock()
         self._host = host
@@ -121,6 +127,8 @@ class Emulator:
         self.cos.clear()
         self.cmq.clear()
         self.faults.reset()
+        for buckets in self.limits.values():
+            buckets.clear()
         with self._stats_lock:
             self.stats.clear()
 
@@ -161,6 +169,19 @@ class Emulator:
                                   self.ids)
         return error_response(side, 503, "ServiceUnavailable", "Service is unavailable. Please try again.", self.ids)
 
+    def throttle(self, side: str, req: Request) -> Optional[Response]:
+        """The answer to a request over its account's cap on this side, or None (it may pass)."""
+        buckets = self.limits.get(side)
+        if buckets is None or buckets.take(account_of(req)):
+            return None
+        status, code, message, retry_after = self.faults.choice(list(THROTTLE_ANSWERS))
+        resp = error_response(side, status, code, message, self.ids, head_only=req.method == "HEAD")
+        if retry_after:
+            resp.headers["Retry-After"] = "1"
+        with self._stats_lock:
+            self.stats[f"{side}.throttled"] = self.stats.get(f"{side}.throttled", 0) + 1
+        return resp
+
     def count(self, side: str, status: int) -> None:
         with self._stats_lock:
             for key in (f"{side}.requests", f"{side}.status.{status}"):
@@ -170,6 +191,7 @@ class Emulator:
         with self._stats_lock:
             out: dict[str, Any] = dict(self.stats)
         out["faults.injected"] = dict(self.faults.injected)
+        out["limits"] = {side: b.max_rps for side, b in self.limits.items()}
         out["ci.jobs"] = len(self.ci.jobs)
         out["cos.objects"] = len(self.cos.objects)
         out["cmq.messages"] = len(self.cmq.messages)

@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Optional, Protocol
 from urllib.parse import parse_qsl, unquote
 
 from .faults import SIDES, Decision, Faults
@@ -31,6 +31,8 @@ class Router(Protocol):
     def route(self, req: Request) -> tuple[str, Handler]: ...
 
     def fault_response(self, side: str, kind: str, req: Request) -> Response: ...
+
+    def throttle(self, side: str, req: Request) -> Optional[Response]: ...
 
     def count(self, side: str, status: int) -> None: ...
 
@@ -176,6 +178,13 @@ class RequestHandler(BaseHTTPRequestHandler):
             return
         arrived = time.monotonic()
         side, handler = router.route(req)
+        throttled = router.throttle(side, req) if side in SIDES else None
+        if throttled is not None:
+            # over the account's cap (checked on arrival): no fault draw, no processing
+            router.count(side, throttled.status)
+            _sleep_until(arrived + router.faults.latency_s(side))
+            self._write(throttled, req.method == "HEAD", Decision(None))
+            return
         decision = router.faults.decide(side) if side in SIDES else Decision(None)
         kind = decision.kind
         if kind == "reset":
