@@ -28,7 +28,7 @@ from cijobs_tools.deploy.deployer import (
     trigger_calls,
     update_code_call,
 )
-from cijobs_tools.deploy.template import parse_template
+from cijobs_tools.deploy.template import parse_template, resolve_dead_letter
 
 SCF_URL = "https://scf.tencentcloudapi.com/"
 API_TOKEN = "tok-0123456789abcdef"
@@ -50,6 +50,9 @@ TEMPLATE_DOC: dict[str, Any] = {
             "Environment": {"Variables": {
                 "CI_BUCKET": "${env:CI_BUCKET}", "CI_REGION": "${env:CI_REGION}",
                 "API_TOKEN": "${env:API_TOKEN}", "LOG_LEVEL": "info", "CI_ENDPOINT": "",
+                "RESULT_SINK": "${env:RESULT_SINK}", "PENDING_STORE": "${env:PENDING_STORE}",
+                "CMQ_ENDPOINT": "${env:CMQ_ENDPOINT:-}", "CLAIM_CHECK_STORE": "${env:CLAIM_CHECK_STORE:-}",
+                "RESULT_KEY_TEMPLATE": "${env:RESULT_KEY_TEMPLATE:-}", "CMQ_SECRET_ID": "${env:CMQ_SECRET_ID:-}",
             }},
             "Events": {
                 "poll-pending": {"Type": "Timer", "Properties": {
@@ -60,7 +63,7 @@ TEMPLATE_DOC: dict[str, Any] = {
     }},
 }
 RESOLVED = {"CI_BUCKET": DEPLOY_ENV["CI_BUCKET"], "CI_REGION": "ap-guangzhou", "API_TOKEN": API_TOKEN,
-            "LOG_LEVEL": "info"}
+            "LOG_LEVEL": "info", "RESULT_SINK": DEPLOY_ENV["RESULT_SINK"], "PENDING_STORE": DEPLOY_ENV["PENDING_STORE"]}
 
 
 def make_zip(names: tuple[str, ...] = ("index.py", "cijobs/__init__.py")) -> bytes:
@@ -113,6 +116,8 @@ class FakeScf:
             assert self.function is not None, "no function"
             assert self.function["Status"] in ("Active", "UpdateFailed", "PublishFailed"), "changed while busy"
             self._busy("Updating")
+        elif action == "UpdateFunctionEventInvokeConfig":
+            assert self.function is not None, "no function"
         elif action == "ListTriggers":
             page = self.triggers[body.get("Offset", 0): body.get("Offset", 0) + body.get("Limit", 20)]
             result = {"Triggers": page, "TotalCount": len(self.triggers)}
@@ -471,7 +476,8 @@ def deploy_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, package: CodePack
     (tmp_path / "template.yaml").write_text(yaml.safe_dump(TEMPLATE_DOC), encoding="utf-8")
     (tmp_path / "cijobs.zip").write_bytes(package.data)
     for k in [*DEPLOY_ENV, "TENCENTCLOUD_REGION", "TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY",
-              "TENCENTCLOUD_SESSIONTOKEN"]:
+              "TENCENTCLOUD_SESSIONTOKEN", "CMQ_ENDPOINT", "CLAIM_CHECK_STORE", "RESULT_KEY_TEMPLATE",
+              "CMQ_SECRET_ID", "DEAD_LETTER_QUEUE"]:
         monkeypatch.delenv(k, raising=False)
     for k, v in DEPLOY_ENV.items():
         monkeypatch.setenv(k, v)
@@ -530,3 +536,129 @@ def test_cli_deploys_through_the_sdk(deploy_dir: Any, monkeypatch: pytest.Monkey
     assert "created default/cijobs" in out
     assert "tencentscf.com/callbacks/ci?token=<API_TOKEN>" in out and API_TOKEN not in out
     assert all("X-TC-Token" not in h for _, _, h in fake.calls)  # no session token given → none sent
+
+
+# ---------------------------------------------------------------- the function's own checks, before deploying
+
+CMQ_ENDPOINT = "http://gz.mqadapter.cmq.tencentyun.com"
+
+
+def dry_run(deploy_dir: Any) -> int:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(responses.POST, SCF_URL, json={"Response": {}})
+        code = main(["deploy", "--dry-run", "--region", "ap-guangzhou",
+                     "--template", str(deploy_dir / "template.yaml")])
+        assert len(rsps.calls) == 0  # refused or planned: no API call either way
+    return code
+
+
+@pytest.mark.parametrize(("env", "names"), [
+    ({"RESULT_SINK": "file:///tmp/cijobs/results"}, ["RESULT_SINK", "file://", "/tmp", "cos://"]),
+    ({"RESULT_SINK": "cos://examplebucket-1250000000.ap-guangzhou/r,file:///tmp/r"}, ["RESULT_SINK", "file:///tmp/r"]),
+    ({"PENDING_STORE": "file:///tmp/cijobs/pending"}, ["PENDING_STORE", "lost"]),
+    ({"CLAIM_CHECK_STORE": "file:///tmp/claims"}, ["CLAIM_CHECK_STORE", "file://"]),
+    ({"RESULT_SINK": "cmq-queue://ap-guangzhou/results"}, ["CMQ_ENDPOINT", "cmq-queue://ap-guangzhou/results"]),
+    ({"RESULT_SINK": "cmq-topic://ap-guangzhou/results"}, ["CMQ_ENDPOINT"]),
+    ({"RESULT_SINK": "cmq-queue://ap-guangzhou/9-not-a-name", "CMQ_ENDPOINT": CMQ_ENDPOINT},
+     ["RESULT_SINK", "queue/topic name"]),
+    ({"RESULT_SINK": "cmq-queue://ap-guangzhou/results", "CMQ_ENDPOINT": "gz.mqadapter"}, ["CMQ_ENDPOINT"]),
+    ({"RESULT_SINK": "cmq-queue://ap-guangzhou/results", "CMQ_ENDPOINT": CMQ_ENDPOINT, "CMQ_SECRET_ID": "AKIDcmq"},
+     ["CMQ_SECRET_ID and CMQ_SECRET_KEY"]),
+    ({"RESULT_KEY_TEMPLATE": "{prefix}/{Tag}.json"}, ["RESULT_KEY_TEMPLATE", "{JobId}"]),
+    ({"RESULT_SINK": "cos://examplebucket-1250000000.ap-guangzhou/p/.pending"}, ["RESULT_SINK", ".pending"]),
+    ({"PENDING_STORE": "cos://not-a-bucket/p"}, ["PENDING_STORE"]),
+    ({"RESULT_SINK": "s3://bucket/r"}, ["RESULT_SINK"]),
+])
+def test_dry_run_refuses_what_the_function_would_refuse_or_lose(
+        deploy_dir: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        env: dict[str, str], names: list[str]) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert dry_run(deploy_dir) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no plan printed
+    assert "the function would refuse these settings" in captured.err
+    for name in names:
+        assert name in captured.err
+    assert API_TOKEN not in captured.err
+
+
+def test_dry_run_with_a_cmq_sink_and_its_endpoint_deploys_the_endpoint(
+        deploy_dir: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RESULT_SINK", "cmq-queue://ap-guangzhou/results")
+    monkeypatch.setenv("CMQ_ENDPOINT", CMQ_ENDPOINT)
+    assert dry_run(deploy_dir) == 0
+    create = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("CreateFunction "))
+    variables = {v["Key"]: v["Value"] for v in json.loads(create.split(" ", 1)[1].split("  # ")[0])
+                 ["Environment"]["Variables"]}
+    assert variables["CMQ_ENDPOINT"] == CMQ_ENDPOINT and variables["RESULT_SINK"].startswith("cmq-queue://")
+    assert "CLAIM_CHECK_STORE" not in variables  # optional and unset: not set on the function
+
+
+def test_missing_deployer_credentials_get_deployer_advice(deploy_dir: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TENCENTCLOUD_REGION", "ap-guangzhou")
+    monkeypatch.setenv("TENCENTCLOUD_SECRETID", "AKIDonlytheid")
+    assert main(["deploy", "--template", str(deploy_dir / "template.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "TENCENTCLOUD_SECRETKEY" in err and "docs/permissions/deployer.json" in err
+    assert "cam:PassRole" in err and "--dry-run" in err
+    assert "bind an execution role" not in err and "AKIDonlytheid" not in err
+
+
+# ---------------------------------------------------------------- dead-letter queue and async retries
+
+DLQ_TEMPLATE: dict[str, Any] = copy.deepcopy(TEMPLATE_DOC)
+DLQ_TEMPLATE["Resources"]["default"]["cijobs"]["Properties"].update({
+    "DeadLetterConfig": {"Type": "CMQ-Q", "Name": "${env:DEAD_LETTER_QUEUE:-}"},
+    "AsyncTriggerConfig": {"RetryNum": 1, "MsgTTL": 3600},
+})
+
+
+def dlq_spec(queue: str = "cijobs-dlq") -> Any:
+    return resolve_dead_letter(parse_template(DLQ_TEMPLATE), {"DEAD_LETTER_QUEUE": queue})
+
+
+def test_create_sets_the_dead_letter_queue_and_async_retries(package: CodePackage) -> None:
+    fake = FakeScf()
+    run_deploy(fake, dlq_spec(), package)
+    assert fake.bodies("CreateFunction")[0]["DeadLetterConfig"] == {"Type": "CMQ-Q", "Name": "cijobs-dlq"}
+    (retry,) = fake.bodies("UpdateFunctionEventInvokeConfig")  # accepted by the SDK's request model
+    assert retry == {"FunctionName": "cijobs", "Namespace": "default",
+                     "AsyncTriggerConfig": {"RetryConfig": [{"RetryNum": 1}], "MsgTTL": 3600}}
+    actions = fake.actions()
+    assert actions.index("CreateFunction") < actions.index("UpdateFunctionEventInvokeConfig") \
+        < actions.index("ListTriggers")
+
+
+def test_update_sets_the_dead_letter_queue_in_the_configuration(package: CodePackage) -> None:
+    fake = FakeScf(function={"FunctionName": "cijobs", "Runtime": "Python3.10", "Status": "Active"})
+    run_deploy(fake, dlq_spec(), package)
+    (config,) = fake.bodies("UpdateFunctionConfiguration")
+    assert config["DeadLetterConfig"] == {"Type": "CMQ-Q", "Name": "cijobs-dlq"}
+    assert len(fake.bodies("UpdateFunctionEventInvokeConfig")) == 1
+
+
+def test_without_a_queue_name_no_dead_letter_config_is_sent(spec: Any, package: CodePackage) -> None:
+    fake = FakeScf()
+    run_deploy(fake, resolve_dead_letter(parse_template(DLQ_TEMPLATE), {}), package)
+    assert "DeadLetterConfig" not in fake.bodies("CreateFunction")[0]
+    fake = FakeScf()
+    run_deploy(fake, spec, package)  # no AsyncTriggerConfig in the template: the call is not made
+    assert "UpdateFunctionEventInvokeConfig" not in fake.actions()
+
+
+def test_dry_run_plans_the_dead_letter_queue_or_warns_without_one(
+        deploy_dir: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    (deploy_dir / "template.yaml").write_text(yaml.safe_dump(DLQ_TEMPLATE), encoding="utf-8")
+    assert dry_run(deploy_dir) == 0
+    captured = capsys.readouterr()
+    assert "no dead-letter queue" in captured.err
+    assert '"DeadLetterConfig"' not in captured.out and "UpdateFunctionEventInvokeConfig {" in captured.out
+    monkeypatch.setenv("DEAD_LETTER_QUEUE", "cijobs-dlq")
+    assert dry_run(deploy_dir) == 0
+    captured = capsys.readouterr()
+    assert "no dead-letter queue" not in captured.err
+    assert '"DeadLetterConfig": {"Name": "cijobs-dlq", "Type": "CMQ-Q"}' in captured.out

@@ -76,3 +76,74 @@ def test_invoke_bad_file(capsys, tmp_path):
     bad.write_text("{nope")
     assert main(["invoke", str(bad)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- --dead-letter: replay what SCF gave up on
+
+def dead_letter_message(event, request_source="TRIGGER_TIMER", client_context=True):
+    """A dead-letter body shaped as https://www.tencentcloud.com/document/product/583/39704 documents it."""
+    body = {"AppId": 1250000000, "Uin": "100000000001", "SubAccountUin": "100000000001",
+            "RequestSource": request_source, "FunctionName": "cijobs", "Namespace": "default",
+            "Qualifier": "$DEFAULT", "InvocationType": "Event", "LogType": "",
+            "TimeStampForInvoker": "1767225900000", "RequestId": "dlq-req-1",
+            "PushTime": "2026-01-01T08:05:00.061824591+08:00", "RetryNum": 2, "Ttl": 0}
+    if client_context:
+        body["ClientContext"] = json.dumps(event)
+    return {"RequestId": "dlq-req-1", "ErrorCode": -1, "Body": body,
+            "ErrorMessage": 'Traceback (most recent call last):\n  File "/var/user/index.py" ... token=SECRET-IN-TRACE'}
+
+
+def load_event(name):
+    with open(os.path.join(ROOT, "events", name), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda m: m,  # the message body as saved from the console
+    lambda m: {"code": 0, "message": "", "msgId": "m1", "msgBody": json.dumps(m)},  # ReceiveMessage answer
+    lambda m: {"code": 0, "msgInfoList": [{"msgId": "m1", "msgBody": json.dumps(m)}]},  # BatchReceiveMessage
+])
+def test_dead_letter_print_event_gives_back_the_original_event(tmp_path, capsys, wrap):
+    timer = load_event("timer.json")
+    path = tmp_path / "dlq.json"
+    path.write_text(json.dumps(wrap(dead_letter_message(timer))))
+    assert main(["invoke", "--dead-letter", str(path), "--print-event"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == timer
+    about = json.loads(captured.err.split("cijobs: dead letter ", 1)[1])
+    assert about["RequestId"] == "dlq-req-1" and about["RequestSource"] == "TRIGGER_TIMER"
+    assert about["RetryNum"] == 2
+    assert "SECRET-IN-TRACE" not in captured.out + captured.err  # ErrorMessage is not echoed
+
+
+def test_dead_letter_replay_runs_the_handler_on_the_original_event(emu_env, tmp_path, capsys):
+    path = tmp_path / "dlq.json"
+    path.write_text(json.dumps(dead_letter_message(load_event("direct.json"), request_source="INVOKE")))
+    assert main(["invoke", "--dead-letter", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {o["JobId"]: o["Outcome"] for o in summary["Outcomes"]} == {OK: "written", RUN: "pending",
+                                                                       FAIL: "written"}
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    (dead_letter_message({}, client_context=False), "carries no ClientContext"),
+    ({"JobIds": [OK]}, "not an SCF dead-letter message"),
+    ({"msgInfoList": [{"msgBody": "{}"}, {"msgBody": "{}"}]}, "holds 2 messages"),
+    ({"msgBody": "{not json"}, "msgBody is not JSON"),
+    ({**dead_letter_message({}), "Body": {"ClientContext": "{oops"}}, "ClientContext is not JSON"),
+])
+def test_dead_letter_without_a_replayable_event_says_why(tmp_path, capsys, doc, message):
+    path = tmp_path / "dlq.json"
+    path.write_text(json.dumps(doc))
+    assert main(["invoke", "--dead-letter", str(path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_dead_letter_and_event_file_are_exclusive(tmp_path, capsys):
+    path = tmp_path / "e.json"
+    path.write_text("{}")
+    assert main(["invoke", str(path), "--dead-letter", str(path)]) == 2
+    assert main(["invoke"]) == 2
+    assert main(["invoke", str(path), "--print-event"]) == 2
+    err = capsys.readouterr().err
+    assert "either EVENT.json or --dead-letter" in err and "--print-event goes with --dead-letter" in err

@@ -18,6 +18,7 @@ from cijobs_tools.deploy.template import (
     TemplateError,
     load_template,
     parse_template,
+    resolve_dead_letter,
     resolve_environment,
 )
 from conftest import ROOT
@@ -101,7 +102,8 @@ def test_secrets_are_placeholders_and_literals_are_valid(doc: dict[str, Any]) ->
     spec = parse_template(doc)
     for s in SETTINGS:
         if s.secret:
-            assert spec.environment[s.env] in ("", "${env:" + s.env + "}"), f"{s.env} must not be committed"
+            assert spec.environment[s.env] in ("", "${env:" + s.env + "}", "${env:" + s.env + ":-}"), \
+                f"{s.env} must not be committed"
     literals = {k: v for k, v in spec.environment.items() if v and not PLACEHOLDER_RE.search(v)}
     Settings.from_env(literals)  # every committed value parses
 
@@ -235,3 +237,59 @@ def test_description_scf_accepts_parses(doc: dict[str, Any], text: str) -> None:
     ok = copy.deepcopy(doc)
     _props(ok)["Description"] = text
     assert parse_template(ok).description == text
+
+
+def test_committed_template_has_an_optional_dead_letter_queue_and_async_retries(doc: dict[str, Any]) -> None:
+    spec = parse_template(doc)
+    assert spec.dead_letter is not None and spec.dead_letter.type in ("CMQ-Q", "CMQ-T")
+    assert spec.dead_letter.name == "${env:DEAD_LETTER_QUEUE:-}"
+    assert spec.async_retry is not None and spec.async_retry.params() == {
+        "RetryConfig": [{"RetryNum": spec.async_retry.retry_num}], "MsgTTL": spec.async_retry.msg_ttl_s}
+    env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "API_TOKEN": "t",
+           "RESULT_SINK": "cos://examplebucket-1250000000.ap-guangzhou/r",
+           "PENDING_STORE": "cos://examplebucket-1250000000.ap-guangzhou/p"}
+    assert resolve_dead_letter(spec, env).dead_letter is None  # unset: no dead-letter queue, no error
+    resolved = resolve_dead_letter(spec, {**env, "DEAD_LETTER_QUEUE": " cijobs-dlq "})
+    assert resolved.dead_letter is not None and resolved.dead_letter.params() == {"Type": "CMQ-Q",
+                                                                                  "Name": "cijobs-dlq"}
+    with pytest.raises(TemplateError, match=r"DeadLetterConfig\.Name resolved to 'bad name'"):
+        resolve_dead_letter(spec, {**env, "DEAD_LETTER_QUEUE": "bad name"})
+
+
+def test_cmq_endpoint_is_an_optional_placeholder_not_a_hard_coded_empty_value(doc: dict[str, Any]) -> None:
+    spec = parse_template(doc)
+    assert spec.environment["CMQ_ENDPOINT"] == "${env:CMQ_ENDPOINT:-}"
+    env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "API_TOKEN": "t",
+           "RESULT_SINK": "cmq-queue://ap-guangzhou/results",
+           "PENDING_STORE": "cos://examplebucket-1250000000.ap-guangzhou/p"}
+    assert "CMQ_ENDPOINT" not in resolve_environment(spec, env)  # optional: unset leaves it unset
+    assert "CMQ_ENDPOINT" not in spec.placeholders(required_only=True)
+    endpoint = "http://gz.mqadapter.cmq.tencentyun.com"
+    assert resolve_environment(spec, {**env, "CMQ_ENDPOINT": endpoint})["CMQ_ENDPOINT"] == endpoint
+
+
+@pytest.mark.parametrize("block,message", [
+    ({"DeadLetterConfig": {"Type": "CKAFKA", "Name": "q"}}, "Type must be CMQ-Q"),
+    ({"DeadLetterConfig": {"Type": "CMQ-Q"}}, "DeadLetterConfig: Name is required"),
+    ({"DeadLetterConfig": {"Type": "CMQ-Q", "Name": "9bad"}}, r"Name must be a CMQ queue/topic name"),
+    ({"DeadLetterConfig": {"Type": "CMQ-T", "Name": "t", "Topic": "x"}}, "unknown keys"),
+    ({"AsyncTriggerConfig": {"RetryNum": 5, "MsgTTL": 21600}}, "RetryNum must be 0-2"),
+    ({"AsyncTriggerConfig": {"RetryNum": 1, "MsgTTL": 30}}, "MsgTTL must be 60-21600"),
+    ({"AsyncTriggerConfig": {"RetryNum": True, "MsgTTL": 600}}, "RetryNum must be an integer"),
+])
+def test_dead_letter_and_async_retry_errors_name_the_problem(doc: dict[str, Any], block: dict[str, Any],
+                                                             message: str) -> None:
+    changed = copy.deepcopy(doc)
+    props = _props(changed)
+    props.pop("DeadLetterConfig", None)
+    props.pop("AsyncTriggerConfig", None)
+    props.update(block)
+    with pytest.raises(TemplateError, match=message):
+        parse_template(changed)
+
+
+def test_serverless_document_maps_the_dead_letter_queue_and_optional_placeholders(doc: dict[str, Any]) -> None:
+    inputs = serverless_document(parse_template(doc))["inputs"]
+    assert inputs["deadLetter"] == {"type": "CMQ-Q", "name": "${env:DEAD_LETTER_QUEUE}"}
+    assert inputs["environment"]["variables"]["CMQ_ENDPOINT"] == "${env:CMQ_ENDPOINT}"
+    assert not [v for v in inputs["environment"]["variables"].values() if ":-}" in v]

@@ -3,6 +3,16 @@
 Prints the handler's return value as JSON (exit 0). When the handler raises,
 prints the error as one JSON object (type, message, no traceback) and exits 1.
 Logs go to stderr so that stdout holds only the response.
+
+``cijobs invoke --dead-letter MESSAGE.json`` replays an event SCF put in the
+dead-letter queue: the message body is JSON with ``RequestId``,
+``ErrorCode``, ``ErrorMessage`` and ``Body``, the original invocation, whose
+``ClientContext`` is the original event as a JSON string
+(https://www.tencentcloud.com/document/product/583/39704). The file may hold
+that body, or a TDMQ CMQ ReceiveMessage answer (``msgBody``) or
+BatchReceiveMessage answer with one message (``msgInfoList``).
+``--print-event`` prints the extracted event instead of running it (to
+replay it on the deployed function with the SCF Invoke API).
 """
 
 from __future__ import annotations
@@ -21,8 +31,18 @@ from . import EXIT_FAILED, EXIT_OK, fail
 Handler = Callable[[Any, Any], Any]
 
 
+class DeadLetterError(ValueError):
+    """The file is not a dead-letter message that holds an event; the message says what it holds."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("event", metavar="EVENT.json", help="SCF event file (see events/ for samples); - for stdin")
+    parser.add_argument("event", metavar="EVENT.json", nargs="?",
+                        help="SCF event file (see events/ for samples); - for stdin")
+    parser.add_argument("--dead-letter", metavar="MESSAGE.json", default=None,
+                        help="replay the original event of an SCF dead-letter message (body, or a CMQ "
+                             "ReceiveMessage/BatchReceiveMessage answer); - for stdin")
+    parser.add_argument("--print-event", action="store_true",
+                        help="with --dead-letter: print the extracted event and do not run it")
     parser.add_argument("--time-limit-ms", type=int, default=30000, help="the context's time_limit_in_ms")
     parser.add_argument("--request-id", default=None, help="the context's request_id (default: a new UUID)")
     parser.add_argument("--function-name", default="cijobs", help="the context's function_name")
@@ -69,6 +89,60 @@ def load_handler() -> Handler:
     return app
 
 
+def _json_text(value: Any, what: str) -> Any:
+    if isinstance(value, (dict, list)):
+        return value
+    if not isinstance(value, str):
+        raise DeadLetterError(f"{what} is neither JSON text nor a JSON object")
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise DeadLetterError(f"{what} is not JSON") from None
+
+
+def dead_letter_body(doc: Any) -> dict[str, Any]:
+    """The SCF dead-letter body (``RequestId``, ``ErrorCode``, ``ErrorMessage``, ``Body``) inside ``doc``."""
+    if isinstance(doc, dict) and "msgInfoList" in doc:  # BatchReceiveMessage answer
+        infos = doc.get("msgInfoList")
+        if not isinstance(infos, list) or len(infos) != 1:
+            count = len(infos) if isinstance(infos, list) else 0
+            raise DeadLetterError(f"the BatchReceiveMessage answer holds {count} messages: "
+                                  "save and replay one message at a time")
+        doc = infos[0]
+    if isinstance(doc, dict) and "msgBody" in doc:  # ReceiveMessage answer, or one msgInfoList item
+        doc = _json_text(doc["msgBody"], "msgBody")
+    if not isinstance(doc, dict) or "Body" not in doc:
+        raise DeadLetterError("not an SCF dead-letter message: expected a JSON object with RequestId, ErrorCode, "
+                              "ErrorMessage and Body (or a CMQ answer whose msgBody holds one)")
+    return doc
+
+
+def dead_letter_event(doc: Any) -> tuple[Any, dict[str, Any]]:
+    """(original event, what the message says about the failure) from a dead-letter message."""
+    message = dead_letter_body(doc)
+    body = _json_text(message["Body"], "Body")
+    if not isinstance(body, dict):
+        raise DeadLetterError("the dead-letter Body is not a JSON object")
+    about = {
+        "RequestId": message.get("RequestId"),
+        "ErrorCode": message.get("ErrorCode"),
+        "RequestSource": body.get("RequestSource"),
+        "FunctionName": body.get("FunctionName"),
+        "Qualifier": body.get("Qualifier"),
+        "RetryNum": body.get("RetryNum"),
+        "PushTime": body.get("PushTime"),
+    }
+    context = body.get("ClientContext")
+    if context in (None, ""):
+        raise DeadLetterError(
+            f"the dead-letter message of request {about['RequestId']} ({about['RequestSource']}) carries no "
+            "ClientContext, so the original event cannot be rebuilt; for a timer event replay "
+            "events/timer.json (the next poll does the same work); job IDs still pending are retried by "
+            "the poll, see docs/operations.md"
+        )
+    return _json_text(context, "Body.ClientContext"), about
+
+
 def read_event(path: str) -> Any:
     if path == "-":
         return json.load(sys.stdin)
@@ -77,12 +151,27 @@ def read_event(path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    source = args.dead_letter if args.dead_letter is not None else args.event
+    if (args.event is None) == (args.dead_letter is None):
+        return fail("give either EVENT.json or --dead-letter MESSAGE.json")
+    if args.print_event and args.dead_letter is None:
+        return fail("--print-event goes with --dead-letter")
     try:
-        event = read_event(args.event)
+        event = read_event(source)
     except OSError as exc:
-        return fail(f"cannot read {args.event}: {exc.strerror}")
+        return fail(f"cannot read {source}: {exc.strerror}")
     except ValueError as exc:
-        return fail(f"{args.event} is not valid JSON: {exc}")
+        return fail(f"{source} is not valid JSON: {exc}")
+    if args.dead_letter is not None:
+        try:
+            event, about = dead_letter_event(event)
+        except DeadLetterError as exc:
+            return fail(f"{source}: {exc}")
+        # what failed, without ErrorMessage (a traceback that may quote event data)
+        print("cijobs: dead letter " + json.dumps(about, ensure_ascii=False), file=sys.stderr)
+        if args.print_event:
+            print(json.dumps(event, ensure_ascii=False, indent=2))
+            return EXIT_OK
     if args.time_limit_ms <= 0:
         return fail("--time-limit-ms must be positive")
     context = fake_context(args.time_limit_ms, args.request_id or str(uuid.uuid4()), args.function_name)

@@ -141,6 +141,8 @@ def _config(spec: FunctionSpec, env_vars: Mapping[str, str]) -> dict[str, Any]:
     }
     if spec.role:
         params["Role"] = spec.role
+    if spec.dead_letter is not None:
+        params["DeadLetterConfig"] = spec.dead_letter.params()
     return params
 
 
@@ -168,6 +170,17 @@ def update_code_call(spec: FunctionSpec, package: CodePackage) -> Call:
 
 def update_config_call(spec: FunctionSpec, env_vars: Mapping[str, str]) -> Call:
     return Call("UpdateFunctionConfiguration", _config(spec, env_vars))
+
+
+def event_invoke_config_call(spec: FunctionSpec) -> Optional[Call]:
+    """UpdateFunctionEventInvokeConfig (async retry count and event retention), when the template sets it."""
+    if spec.async_retry is None:
+        return None
+    return Call("UpdateFunctionEventInvokeConfig", {
+        "FunctionName": spec.name,
+        "Namespace": spec.namespace,
+        "AsyncTriggerConfig": spec.async_retry.params(),
+    })
 
 
 def desired_triggers(spec: FunctionSpec) -> list[TriggerWant]:
@@ -307,6 +320,11 @@ def dry_run_plan(spec: FunctionSpec, env_vars: Mapping[str, str], package: CodeP
         Call(update_code_call(spec, package).action, update_code_call(spec, package).params, "if it exists"),
         Call(update_config_call(spec, env_vars).action, update_config_call(spec, env_vars).params, "if it exists"),
         Call("GetFunction", dict(ident), "repeated until Status is Active, after each change"),
+    ]
+    retry = event_invoke_config_call(spec)
+    if retry is not None:
+        calls.append(Call(retry.action, retry.params, "async retries and event retention"))
+    calls += [
         Call("ListTriggers", {**ident, "Offset": 0, "Limit": LIST_LIMIT}, "existing triggers"),
     ]
     for want in desired_triggers(spec):
@@ -422,6 +440,13 @@ class Deployer:
             self.wait_active()
             self.out(f"updating configuration of {where} ({len(self.env_vars)} environment variables)")
             self._call(update_config_call(self.spec, self.env_vars))
+            self.wait_active()
+        retry = event_invoke_config_call(self.spec)
+        if retry is not None:
+            assert self.spec.async_retry is not None
+            self.out(f"async retries of {where}: RetryNum {self.spec.async_retry.retry_num}, "
+                     f"MsgTTL {self.spec.async_retry.msg_ttl_s} s")
+            self._call(retry)
             self.wait_active()
         have = self.list_triggers()
         for want in desired_triggers(self.spec):

@@ -13,13 +13,21 @@ import os
 import sys
 from typing import Any, Optional
 
-from .template import FunctionSpec, TemplateError, load_template, parse_template
+from .template import PLACEHOLDER_RE, FunctionSpec, TemplateError, load_template, parse_template
+
+
+def _framework_value(raw: str) -> str:
+    """``${env:NAME:-}`` → ``${env:NAME}`` (the framework's only placeholder form)."""
+    return PLACEHOLDER_RE.sub(lambda m: "${env:" + m.group(1) + "}", raw)
 
 HEADER = """\
 # GENERATED from template.yaml by `make package`: do not edit by hand.
 # Serverless Cloud Framework (npm serverless-cloud-framework >= 1.2.0 for the http/function URL event).
 # `make package` unpacked the code next to this file (./cijobs); export the ${env:...}
 # variables below (see docs/deployment.md), then run `scf deploy` in this directory.
+# The framework has no optional placeholder (template.yaml's ${env:NAME:-}): those appear here
+# as ${env:NAME}. AsyncTriggerConfig (retries, retention) is not mapped: the component applies
+# retryNum/msgTTL only with asyncRunEnable; set them in the SCF console (see docs/operations.md).
 """
 
 
@@ -52,9 +60,14 @@ def serverless_document(spec: FunctionSpec, out_dir: str = "dist", template_dir:
         inputs["role"] = spec.role
     if spec.description:
         inputs["description"] = spec.description
-    variables = {k: v for k, v in spec.environment.items() if v != ""}
+    variables = {k: _framework_value(v) for k, v in spec.environment.items() if v != ""}
     if variables:
         inputs["environment"] = {"variables": variables}
+    if spec.dead_letter is not None:
+        dead_letter = {"type": spec.dead_letter.type, "name": _framework_value(spec.dead_letter.name)}
+        if spec.dead_letter.filter_type:
+            dead_letter["filterType"] = spec.dead_letter.filter_type
+        inputs["deadLetter"] = dead_letter
     events: list[dict[str, Any]] = []
     for t in spec.timers:
         params: dict[str, Any] = {"qualifier": t.qualifier, "cronExpression": t.cron, "enable": t.enable}

@@ -9,11 +9,21 @@ the replacement for the retiring API Gateway trigger.
 
 Environment values may be ``${env:NAME}`` placeholders, resolved from the
 deployer's environment at deploy time (so secrets such as ``API_TOKEN`` are
-never committed); an empty value means "not set, use cijobs' default".
+never committed; an unset ``NAME`` is an error), or ``${env:NAME:-}``, the
+same but optional (an unset ``NAME`` gives an empty value); an empty value
+means "not set, use cijobs' default".
+
+Two more extensions map to SCF API parameters that TCSAM lacks:
+``DeadLetterConfig`` (``Type`` ``CMQ-Q``/``CMQ-T``, ``Name``, optional
+``FilterType``; CreateFunction/UpdateFunctionConfiguration) and
+``AsyncTriggerConfig`` (``RetryNum``, ``MsgTTL`` seconds;
+UpdateFunctionEventInvokeConfig). ``DeadLetterConfig.Name`` may be a
+placeholder; when it resolves empty, no dead-letter queue is configured.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +32,8 @@ from typing import Any, Optional
 SUPPORTED_RUNTIMES = ("Python3.9", "Python3.10")
 RESERVED_PREFIXES = ("SCF_", "QCLOUD_", "TENCENTCLOUD_")
 ENV_TOTAL_LIMIT = 4096  # bytes of keys + values per function [scf-platform §3.2]
-PLACEHOLDER_RE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${env:NAME} (required) or ${env:NAME:-} (optional: empty when NAME is unset)
+PLACEHOLDER_RE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(:-)?\}")
 ENV_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 FUNCTION_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,58}[A-Za-z0-9]$")
 TRIGGER_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,59}$")
@@ -31,6 +42,10 @@ NAMESPACE_TYPE = "TencentCloud::Serverless::Namespace"
 FUNCTION_TYPE = "TencentCloud::Serverless::Function"
 CRON_FIELDS = 7
 URL_AUTH_TYPES = ("NONE",)
+DEAD_LETTER_TYPES = ("CMQ-Q", "CMQ-T")  # TDMQ CMQ queue / topic [scf-platform §6]
+DEAD_LETTER_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")  # CMQ queue/topic names
+RETRY_NUM_MAX = 2  # SCF async retries for execution errors: default 2 [scf-platform §6]
+MSG_TTL_RANGE = (60, 21600)  # async event retention (s), default and maximum 6 h [scf-platform §6]
 # CreateFunction/UpdateFunctionConfiguration Description: at most 1000 English letters, digits, spaces,
 # commas and full stops, plus Chinese (CreateFunction also lists newlines, UpdateFunctionConfiguration
 # does not; the same text goes to both, so newlines are refused).
@@ -62,6 +77,32 @@ class FunctionUrlSpec:
 
 
 @dataclass(frozen=True)
+class DeadLetterSpec:
+    """SCF ``DeadLetterConfig``: where an async event goes after its retries and retention are spent."""
+
+    type: str  # CMQ-Q | CMQ-T
+    name: str  # raw (may hold a placeholder) until resolve_dead_letter
+    filter_type: Optional[str] = None
+
+    def params(self) -> dict[str, str]:
+        out = {"Type": self.type, "Name": self.name}
+        if self.filter_type:
+            out["FilterType"] = self.filter_type
+        return out
+
+
+@dataclass(frozen=True)
+class AsyncRetrySpec:
+    """SCF ``AsyncTriggerConfig``: retries of an async event after an execution error, and its retention."""
+
+    retry_num: int
+    msg_ttl_s: int
+
+    def params(self) -> dict[str, Any]:
+        return {"RetryConfig": [{"RetryNum": self.retry_num}], "MsgTTL": self.msg_ttl_s}
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     namespace: str
     name: str
@@ -75,18 +116,23 @@ class FunctionSpec:
     environment: Mapping[str, str] = field(default_factory=dict)  # raw values, placeholders unresolved
     timers: tuple[TimerSpec, ...] = ()
     function_url: Optional[FunctionUrlSpec] = None
+    dead_letter: Optional[DeadLetterSpec] = None
+    async_retry: Optional[AsyncRetrySpec] = None
 
     @property
     def handler_file(self) -> str:
         """``index.main_handler`` → ``index.py`` (must sit at the zip root)."""
         return self.handler.split(".", 1)[0] + ".py"
 
-    def placeholders(self) -> list[str]:
-        """Deployer environment variables the template refers to, in order."""
+    def placeholders(self, required_only: bool = False) -> list[str]:
+        """Deployer environment variables the template refers to, in order (``required_only``: not ``:-``)."""
+        values = list(self.environment.values())
+        if self.dead_letter is not None:
+            values.append(self.dead_letter.name)
         seen: list[str] = []
-        for value in self.environment.values():
-            for name in PLACEHOLDER_RE.findall(value):
-                if name not in seen:
+        for value in values:
+            for name, optional in PLACEHOLDER_RE.findall(value):
+                if name not in seen and not (required_only and optional):
                     seen.append(name)
         return seen
 
@@ -216,6 +262,49 @@ def _events(props: Mapping[str, Any], where: str) -> tuple[tuple[TimerSpec, ...]
     return tuple(timers), url
 
 
+def _dead_letter(props: Mapping[str, Any], where: str) -> Optional[DeadLetterSpec]:
+    block = props.get("DeadLetterConfig")
+    if block is None:
+        return None
+    w = f"{where}.DeadLetterConfig"
+    if not isinstance(block, dict):
+        raise TemplateError(f"{w} must be a mapping with Type and Name")
+    extra = set(block) - {"Type", "Name", "FilterType"}
+    if extra:
+        raise TemplateError(f"{w}: unknown keys {sorted(extra)} (Type, Name, FilterType)")
+    dtype = _req(block, "Type", w, str)
+    if dtype not in DEAD_LETTER_TYPES:
+        raise TemplateError(f"{w}.Type must be CMQ-Q (a TDMQ CMQ queue) or CMQ-T (a topic), got {dtype!r}")
+    name = _req(block, "Name", w, str)
+    if not PLACEHOLDER_RE.search(name) and not DEAD_LETTER_NAME_RE.match(name):
+        raise TemplateError(f"{w}.Name must be a CMQ queue/topic name (a letter, then up to 63 of "
+                            f"[A-Za-z0-9_-]) or an ${{env:NAME}} placeholder, got {name!r}")
+    filter_type = block.get("FilterType")
+    if filter_type is not None and not isinstance(filter_type, str):
+        raise TemplateError(f"{w}.FilterType must be a string, got {filter_type!r}")
+    return DeadLetterSpec(dtype, name, filter_type or None)
+
+
+def _async_retry(props: Mapping[str, Any], where: str) -> Optional[AsyncRetrySpec]:
+    block = props.get("AsyncTriggerConfig")
+    if block is None:
+        return None
+    w = f"{where}.AsyncTriggerConfig"
+    if not isinstance(block, dict):
+        raise TemplateError(f"{w} must be a mapping with RetryNum and MsgTTL")
+    extra = set(block) - {"RetryNum", "MsgTTL"}
+    if extra:
+        raise TemplateError(f"{w}: unknown keys {sorted(extra)} (RetryNum, MsgTTL)")
+    retry = _req(block, "RetryNum", w, int)
+    if not 0 <= retry <= RETRY_NUM_MAX:
+        raise TemplateError(f"{w}.RetryNum must be 0-{RETRY_NUM_MAX}, got {retry}")
+    ttl = _req(block, "MsgTTL", w, int)
+    lo, hi = MSG_TTL_RANGE
+    if not lo <= ttl <= hi:
+        raise TemplateError(f"{w}.MsgTTL must be {lo}-{hi} seconds, got {ttl}")
+    return AsyncRetrySpec(retry, ttl)
+
+
 def parse_template(doc: Mapping[str, Any]) -> FunctionSpec:
     """Validate the TCSAM document and return its single function."""
     extra = set(doc) - {"Resources", "Globals"}
@@ -291,6 +380,8 @@ def parse_template(doc: Mapping[str, Any]) -> FunctionSpec:
         environment=_environment(props, where),
         timers=timers,
         function_url=url,
+        dead_letter=_dead_letter(props, where),
+        async_retry=_async_retry(props, where),
     )
 
 
@@ -299,7 +390,7 @@ def resolve_environment(spec: FunctionSpec, env: Mapping[str, str]) -> dict[str,
 
     Raises :class:`TemplateError` naming every referenced variable that is unset or empty.
     """
-    missing = [n for n in spec.placeholders() if not (env.get(n) or "").strip()]
+    missing = [n for n in spec.placeholders(required_only=True) if not (env.get(n) or "").strip()]
     if missing:
         raise TemplateError(
             f"template.yaml refers to {', '.join('${env:' + n + '}' for n in missing)}: "
@@ -307,10 +398,34 @@ def resolve_environment(spec: FunctionSpec, env: Mapping[str, str]) -> dict[str,
         )
     out: dict[str, str] = {}
     for key, raw in spec.environment.items():
-        value = PLACEHOLDER_RE.sub(lambda m: env[m.group(1)].strip(), raw)
+        value = substitute(raw, env)
         if value != "":
             out[key] = value
     size = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in out.items())
     if size > ENV_TOTAL_LIMIT:
         raise TemplateError(f"environment variables total {size} bytes; SCF allows {ENV_TOTAL_LIMIT} per function")
     return out
+
+
+def substitute(raw: str, env: Mapping[str, str]) -> str:
+    """``raw`` with every placeholder replaced by its (stripped) value; an unset optional one gives ``""``."""
+    return PLACEHOLDER_RE.sub(lambda m: (env.get(m.group(1)) or "").strip(), raw)
+
+
+def resolve_dead_letter(spec: FunctionSpec, env: Mapping[str, str]) -> FunctionSpec:
+    """``spec`` with ``DeadLetterConfig.Name`` resolved from ``env``; without a dead-letter queue when it
+    resolves empty. Raises :class:`TemplateError` for a required placeholder that is unset or a bad name."""
+    dl = spec.dead_letter
+    if dl is None:
+        return spec
+    missing = [n for n, optional in PLACEHOLDER_RE.findall(dl.name) if not optional and not (env.get(n) or "").strip()]
+    if missing:
+        raise TemplateError(f"DeadLetterConfig.Name refers to ${{env:{missing[0]}}}: set {missing[0]} in the "
+                            "environment of the deploying shell")
+    name = substitute(dl.name, env)
+    if not name:
+        return dataclasses.replace(spec, dead_letter=None)
+    if not DEAD_LETTER_NAME_RE.match(name):
+        raise TemplateError(f"DeadLetterConfig.Name resolved to {name!r}: a CMQ queue/topic name is a letter, "
+                            "then up to 63 of [A-Za-z0-9_-]")
+    return dataclasses.replace(spec, dead_letter=dataclasses.replace(dl, name=name))
