@@ -6,6 +6,7 @@ Pure package: bytes in, dict out (no I/O). See README "Normalized JSON".
 from __future__ import annotations
 
 from .document import normalize_document, parse_error
+from .drift import DriftCallback, DriftReporter
 from .errors import (
     DocumentTooDeepError,
     DocumentTooLargeError,
@@ -26,6 +27,8 @@ __all__ = [
     "UNCLOSED_LEAF_TAG",
     "DocumentTooDeepError",
     "DocumentTooLargeError",
+    "DriftCallback",
+    "DriftReporter",
     "ForbiddenXMLError",
     "LimitExceededError",
     "MalformedDocumentError",
