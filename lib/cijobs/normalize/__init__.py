@@ -14,14 +14,16 @@ from .errors import (
     LimitExceededError,
     MalformedDocumentError,
     NormalizeError,
+    TooManyElementsError,
     UnexpectedDocumentError,
 )
-from .parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
+from .parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_ELEMENTS
 from .repair import REPAIRS, STRAY_CLOSE_TAG, UNCLOSED_LEAF_TAG
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_ELEMENTS",
     "REPAIRS",
     "STRAY_CLOSE_TAG",
     "UNCLOSED_LEAF_TAG",
@@ -33,6 +35,7 @@ __all__ = [
     "LimitExceededError",
     "MalformedDocumentError",
     "NormalizeError",
+    "TooManyElementsError",
     "UnexpectedDocumentError",
     "normalize_document",
     "parse_error",

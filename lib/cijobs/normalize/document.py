@@ -9,7 +9,18 @@ from xml.etree.ElementTree import Element
 from . import repair as _repair
 from .drift import DriftCallback, resolve
 from .errors import MalformedDocumentError, NormalizeError, UnexpectedDocumentError
-from .parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, JSON, check_size, parse_json, parse_xml, sniff, to_bytes
+from .parse import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_ELEMENTS,
+    JSON,
+    check_json_elements,
+    check_size,
+    parse_json,
+    parse_xml,
+    sniff,
+    to_bytes,
+)
 from .scalars import OBJECT
 from .table import Spec, root_trie
 from .walk import json_value, xml_document_value
@@ -31,13 +42,15 @@ def normalize_document(
     max_depth: int = DEFAULT_MAX_DEPTH,
     repair: tuple[str, ...] = (),
     on_drift: Optional[DriftCallback] = None,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> dict[str, Any]:
     """Normalize a CI query response, list response or callback (XML or JSON).
 
     Returns ``{"JobsDetail": [...], "NonExistJobIds": [...], ...}``; callbacks keep
     ``EventName`` (and ``WorkflowExecution``), list responses ``NextToken``; other
     top-level children pass through. Raises a ``NormalizeError`` subclass on any
-    bad input (never anything else for bytes/str input).
+    bad input (never anything else for bytes/str input). ``max_bytes``, ``max_elements`` and
+    ``max_depth`` are enforced while parsing: a refused body is not read further.
 
     ``on_drift(path, problem, sample)`` is called for every value that does not fit
     the table (kept as sent); ``None`` reports nothing. The normalizer does not
@@ -48,15 +61,16 @@ def normalize_document(
     check_size(raw, max_bytes)
     _repair.validate(repair)
     if sniff(raw) == JSON:
+        check_json_elements(raw, max_elements)
         return _from_json(raw, max_depth, drift)
-    return _envelope(_xml_root_value(raw, max_depth, repair, drift), raw)
+    return _envelope(_xml_root_value(raw, max_depth, max_elements, repair, drift), raw)
 
 
-def _parse_xml_with_repairs(raw: bytes, repairs: tuple[str, ...]) -> Element:
+def _parse_xml_with_repairs(raw: bytes, max_depth: int, max_elements: int, repairs: tuple[str, ...]) -> Element:
     body = raw
     for _ in range(_repair.MAX_REPAIRS + 1):
         try:
-            return parse_xml(body)
+            return parse_xml(body, max_depth, max_elements)
         except MalformedDocumentError as exc:
             fixed = _repair.try_repair(body, exc.line, repairs) if repairs else None
             if fixed is None:
@@ -66,8 +80,10 @@ def _parse_xml_with_repairs(raw: bytes, repairs: tuple[str, ...]) -> Element:
     raise MalformedDocumentError("too many repairs needed", 1, 1, raw)
 
 
-def _xml_root_value(raw: bytes, max_depth: int, repairs: tuple[str, ...], on_drift: DriftCallback) -> Any:
-    root = _parse_xml_with_repairs(raw, repairs)
+def _xml_root_value(
+    raw: bytes, max_depth: int, max_elements: int, repairs: tuple[str, ...], on_drift: DriftCallback
+) -> Any:
+    root = _parse_xml_with_repairs(raw, max_depth, max_elements, repairs)
     if root.tag != ROOT:
         _unexpected_root(root, raw)
     # an attribute needs a "=" (repairs never add one): without any, the walk skips looking for them
