@@ -251,3 +251,14 @@ def test_a_repeated_audio_mix_keeps_the_first_and_reports() -> None:
     job = normalize_document(body, on_drift=lambda *a: reports.append(a))["JobsDetail"][0]
     assert job["Operation"]["VideoMontage"]["AudioMix"] == {"MixMode": "Once"}
     assert reports == [("JobsDetail.Operation.VideoMontage.AudioMix", "repeated single element, first kept", None)]
+
+
+def test_docs_list_every_job_type_and_cite_the_reference() -> None:
+    from cijobs.normalize.table import load_raw
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "normalized-json.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    assert "https://github.com/tencentyun/cos-go-sdk-v5/blob/cc9846d/ci_media.go" in text
+    assert "shared/" not in text
+    for name in load_raw()["jobTypes"]:
+        assert f"| `{name}` |" in text, name
