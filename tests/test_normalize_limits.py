@@ -1,7 +1,9 @@
 """Bounded parsing: hostile shapes near the limits are refused (or accepted) in bounded
 time and memory, with the specific error class, and refused documents are not parsed
-twice. Each case runs in a fresh interpreter and reports its peak-RSS growth
-(``ru_maxrss`` after the call minus before it, the body already built)."""
+twice. Each case runs in a fresh interpreter, the body already built, and reports its
+peak-RSS growth (``ru_maxrss`` after the call minus before it; memory freed earlier in the
+process can hide part of the growth) and, from a second call, the tracemalloc peak
+(every Python-level allocation, expat's and the tree builder's included)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ MEMORY_BUDGET_MB = 64
 TIME_BUDGET_S = 5.0  # generous for a shared 2-core machine; each case takes well under 1 s alone
 
 _PROBE = r"""
-import json, resource, sys, time
+import json, resource, sys, time, tracemalloc
 from cijobs.normalize import normalize_document, DEFAULT_MAX_BYTES as B, DEFAULT_MAX_ELEMENTS as M
 LATIN1 = b'<?xml version="1.0" encoding="ISO-8859-1"?>'  # routes the body through defusedxml
 def fill(unit, prefix=b""):
@@ -46,7 +48,16 @@ except Exception as exc:
     result = type(exc).__name__
 elapsed = time.perf_counter() - started
 grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-print(json.dumps({"result": result, "elapsed": elapsed, "rss_mb": grown / 1024, "bytes": len(body)}))
+doc = None
+tracemalloc.start()
+try:
+    normalize_document(body)
+except Exception:
+    pass
+peak = tracemalloc.get_traced_memory()[1]
+tracemalloc.stop()
+print(json.dumps({"result": result, "elapsed": elapsed, "rss_mb": grown / 1024, "traced_mb": peak / 2**20,
+                  "bytes": len(body)}))
 """
 
 
@@ -85,6 +96,7 @@ def test_hostile_shapes_are_bounded(expr: str, expected: str) -> None:
     assert run["result"] == expected, run
     assert run["elapsed"] < TIME_BUDGET_S, run
     assert run["rss_mb"] < MEMORY_BUDGET_MB, run
+    assert run["traced_mb"] < MEMORY_BUDGET_MB, run
 
 
 def test_limits_are_exact_at_the_boundary() -> None:
@@ -137,3 +149,13 @@ def test_refused_document_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> Non
         with pytest.raises(error):
             normalize_document(body, max_elements=1000)
         assert calls == ["_parse_fast"]
+
+
+def test_a_closed_nest_followed_by_a_sibling_is_refused_by_the_walk() -> None:
+    # between chunks only the chain of last children is checked; a nest that closed before a sibling
+    # came is then off that chain, and the walk (which checks every element) refuses it
+    body = b"<Response><x>" + b"<a>" * 20 + b"</a>" * 20 + b"</x><b/></Response>"
+    with pytest.raises(DocumentTooDeepError) as info:
+        normalize_document(body, max_depth=10)
+    assert info.value.limit == 10
+    assert normalize_document(body, max_depth=23)["b"] == ""
