@@ -3,9 +3,10 @@
 Documents: the seed success response (made well-formed: its stray ``</Message>``
 replaced by ``<Message/>``, exactly what ``repair=("stray-close-tag",)`` does) and
 a 10-job query response built from it (10 ``JobsDetail`` with distinct JobIds).
-Ours = defusedxml parse + table-driven typing/arrays (``normalize_document``);
-baseline = ``xmltodict.parse`` (plain parse: no typing, no array rules, not
-hardened). Figures are the best of ``--rounds`` rounds of ``--seconds`` each.
+Ours = ``normalize_document``: bounded expat parse (C tree builder for bodies that
+cannot declare entities, defusedxml otherwise; size, element and depth limits checked
+while parsing) + table-driven typing/arrays; baseline = ``xmltodict.parse`` (plain
+parse: no typing, no array rules, not hardened). Figures are the best of ``--rounds`` rounds of ``--seconds`` each.
 
     .venv/bin/python bench/normalize.py [--seconds 1.0] [--rounds 5]
 """

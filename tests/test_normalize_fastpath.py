@@ -1,5 +1,6 @@
-"""The DTD-free fast parse path must build exactly the tree defusedxml builds,
-and must never be taken for a document that could declare an entity."""
+"""The DTD-free fast parse path must build exactly the tree defusedxml builds (and
+fail with the same error), and must never be taken for a document that could
+declare an entity."""
 
 import glob
 import os
@@ -10,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cijobs.normalize import ForbiddenXMLError, normalize_document
-from cijobs.normalize.parse import _fast_parse, parse_xml
+from cijobs.normalize import ForbiddenXMLError, MalformedDocumentError, normalize_document
+from cijobs.normalize.parse import _dtd_free, _parse_defused, _parse_fast
 from conftest import FIXTURES
 
 WELL_FORMED = [
@@ -27,10 +28,9 @@ def _defused(raw: bytes):
 @pytest.mark.parametrize("path", WELL_FORMED, ids=os.path.basename)
 def test_fast_path_builds_the_same_tree_as_defusedxml(path):
     raw = open(path, "rb").read()
-    fast = _fast_parse(raw)
-    if fast is None:  # e.g. an error body with a declaration: still must parse the same way
-        fast = parse_xml(raw)
-    assert tostring(fast) == tostring(_defused(raw))
+    assert _dtd_free(raw)
+    assert tostring(_parse_fast(raw, 64, 100_000)) == tostring(_defused(raw))
+    assert tostring(_parse_defused(raw, 64, 100_000)) == tostring(_defused(raw))
 
 
 @pytest.mark.parametrize(
@@ -40,12 +40,21 @@ def test_fast_path_builds_the_same_tree_as_defusedxml(path):
         b'<!DOCTYPE Response SYSTEM "http://127.0.0.1:9/x.dtd"><Response/>',
         '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY a "x">]><Response>&a;</Response>'.encode(
             "utf-16"),
-        b"<Response>&undefined;</Response>",
         b'<?xml version="1.0" encoding="latin-1"?><Response>\xe9</Response>',
     ],
 )
 def test_fast_path_is_not_taken_for_dtds_entities_or_other_encodings(body):
-    assert _fast_parse(body) is None
+    assert not _dtd_free(body)
+
+
+def test_undefined_entity_fails_on_the_fast_path_like_defusedxml():
+    body = b"<Response>&undefined;</Response>"
+    assert _dtd_free(body)  # no DTD: no entity can be defined, so this is just malformed
+    with pytest.raises(MalformedDocumentError) as fast:
+        _parse_fast(body, 64, 100_000)
+    with pytest.raises(MalformedDocumentError) as defused:
+        _parse_defused(body, 64, 100_000)
+    assert str(fast.value) == str(defused.value) and "undefined entity" in str(fast.value)
 
 
 def test_entity_documents_are_still_refused_by_defusedxml():
@@ -70,10 +79,12 @@ def _docs(draw, depth=0):
 @given(_docs())
 def test_fast_and_defused_agree_on_generated_documents(doc):
     raw = doc.encode("utf-8")
+    assert _dtd_free(raw)
     try:
         expected = tostring(_defused(raw))
-    except Exception:
-        assert _fast_parse(raw) is None
+    except Exception as exc:
+        with pytest.raises(MalformedDocumentError) as info:
+            _parse_fast(raw, 64, 100_000)
+        assert (info.value.line, info.value.column - 1) == exc.position
         return
-    fast = _fast_parse(raw)
-    assert fast is not None and tostring(fast) == expected
+    assert tostring(_parse_fast(raw, 64, 100_000)) == expected

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cijobs.normalize import normalize_document
 from cijobs.normalize.parse import parse_xml
-from cijobs.normalize.scalars import FLOAT, INT, TIMESTAMP, convert, converter
+from cijobs.normalize.scalars import FLOAT, INT, TIMESTAMP, convert, converter, parse_timestamp
 from cijobs.normalize.walk import xml_document_value
 from conftest import FIXTURES
 
@@ -72,13 +72,20 @@ _timestampish = st.one_of(
 @settings(max_examples=400, deadline=None)
 @given(text=_numberish, kind=st.sampled_from([INT, FLOAT]))
 def test_number_converters_agree_with_convert(text, kind):
-    fast, general = converter(kind)(text, "P"), convert(kind, text, "P")
+    fast_reports: list[tuple[str, str, object]] = []
+    general_reports: list[tuple[str, str, object]] = []
+    fast = converter(kind)(text, "P", lambda *a: fast_reports.append(a))
+    general = convert(kind, text, "P", lambda *a: general_reports.append(a))
     assert fast == general and type(fast) is type(general)
+    assert fast_reports == general_reports
 
 
 @settings(max_examples=200, deadline=None)
 @given(text=_timestampish)
 def test_timestamp_converter_agrees_with_convert(text):
     first = convert(TIMESTAMP, text, "P")  # also fills the cache the converter reads
-    assert converter(TIMESTAMP)(text, "P") == first
-    assert converter(TIMESTAMP)(text, "P") == convert(TIMESTAMP, text, "P")
+    reports: list[tuple[str, str, object]] = []
+    assert converter(TIMESTAMP)(text, "P", lambda *a: reports.append(a)) == first
+    assert converter(TIMESTAMP)(text, "P", lambda *a: reports.append(a)) == convert(TIMESTAMP, text, "P")
+    invalid = text not in ("", "-") and parse_timestamp(text) is None
+    assert len(reports) == (2 if invalid else 0)

@@ -6,6 +6,7 @@ Pure package: bytes in, dict out (no I/O). See README "Normalized JSON".
 from __future__ import annotations
 
 from .document import normalize_document, parse_error
+from .drift import DriftCallback, DriftReporter
 from .errors import (
     DocumentTooDeepError,
     DocumentTooLargeError,
@@ -13,23 +14,28 @@ from .errors import (
     LimitExceededError,
     MalformedDocumentError,
     NormalizeError,
+    TooManyElementsError,
     UnexpectedDocumentError,
 )
-from .parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH
+from .parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_ELEMENTS
 from .repair import REPAIRS, STRAY_CLOSE_TAG, UNCLOSED_LEAF_TAG
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_ELEMENTS",
     "REPAIRS",
     "STRAY_CLOSE_TAG",
     "UNCLOSED_LEAF_TAG",
     "DocumentTooDeepError",
     "DocumentTooLargeError",
+    "DriftCallback",
+    "DriftReporter",
     "ForbiddenXMLError",
     "LimitExceededError",
     "MalformedDocumentError",
     "NormalizeError",
+    "TooManyElementsError",
     "UnexpectedDocumentError",
     "normalize_document",
     "parse_error",

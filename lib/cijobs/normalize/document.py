@@ -7,8 +7,20 @@ from typing import Any, Optional, Union
 from xml.etree.ElementTree import Element
 
 from . import repair as _repair
+from .drift import DriftCallback, resolve
 from .errors import MalformedDocumentError, NormalizeError, UnexpectedDocumentError
-from .parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, JSON, check_size, parse_json, parse_xml, sniff, to_bytes
+from .parse import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_ELEMENTS,
+    JSON,
+    check_json_elements,
+    check_size,
+    parse_json,
+    parse_xml,
+    sniff,
+    to_bytes,
+)
 from .scalars import OBJECT
 from .table import Spec, root_trie
 from .walk import json_value, xml_document_value
@@ -29,27 +41,36 @@ def normalize_document(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_depth: int = DEFAULT_MAX_DEPTH,
     repair: tuple[str, ...] = (),
+    on_drift: Optional[DriftCallback] = None,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> dict[str, Any]:
     """Normalize a CI query response, list response or callback (XML or JSON).
 
     Returns ``{"JobsDetail": [...], "NonExistJobIds": [...], ...}``; callbacks keep
     ``EventName`` (and ``WorkflowExecution``), list responses ``NextToken``; other
     top-level children pass through. Raises a ``NormalizeError`` subclass on any
-    bad input (never anything else for bytes/str input).
+    bad input (never anything else for bytes/str input). ``max_bytes``, ``max_elements`` and
+    ``max_depth`` are enforced while parsing: a refused body is not read further.
+
+    ``on_drift(path, problem, sample)`` is called for every value that does not fit
+    the table (kept as sent); ``None`` reports nothing. The normalizer does not
+    deduplicate: pass a ``DriftReporter`` for once-per-(path, problem) reports.
     """
+    drift = resolve(on_drift)
     raw = to_bytes(body)
     check_size(raw, max_bytes)
     _repair.validate(repair)
     if sniff(raw) == JSON:
-        return _from_json(raw, max_depth)
-    return _envelope(_xml_root_value(raw, max_depth, repair), raw)
+        check_json_elements(raw, max_elements)
+        return _from_json(raw, max_depth, drift)
+    return _envelope(_xml_root_value(raw, max_depth, max_elements, repair, drift), raw)
 
 
-def _parse_xml_with_repairs(raw: bytes, repairs: tuple[str, ...]) -> Element:
+def _parse_xml_with_repairs(raw: bytes, max_depth: int, max_elements: int, repairs: tuple[str, ...]) -> Element:
     body = raw
     for _ in range(_repair.MAX_REPAIRS + 1):
         try:
-            return parse_xml(body)
+            return parse_xml(body, max_depth, max_elements)
         except MalformedDocumentError as exc:
             fixed = _repair.try_repair(body, exc.line, repairs) if repairs else None
             if fixed is None:
@@ -59,12 +80,14 @@ def _parse_xml_with_repairs(raw: bytes, repairs: tuple[str, ...]) -> Element:
     raise MalformedDocumentError("too many repairs needed", 1, 1, raw)
 
 
-def _xml_root_value(raw: bytes, max_depth: int, repairs: tuple[str, ...]) -> Any:
-    root = _parse_xml_with_repairs(raw, repairs)
+def _xml_root_value(
+    raw: bytes, max_depth: int, max_elements: int, repairs: tuple[str, ...], on_drift: DriftCallback
+) -> Any:
+    root = _parse_xml_with_repairs(raw, max_depth, max_elements, repairs)
     if root.tag != ROOT:
         _unexpected_root(root, raw)
     # an attribute needs a "=" (repairs never add one): without any, the walk skips looking for them
-    return xml_document_value(root, max_depth, attributes=b"=" in raw)
+    return xml_document_value(root, max_depth, attributes=b"=" in raw, on_drift=on_drift)
 
 
 def _unexpected_root(root: Element, raw: bytes) -> None:
@@ -76,7 +99,7 @@ def _unexpected_root(root: Element, raw: bytes) -> None:
     raise UnexpectedDocumentError(f"unexpected root element <{str(root.tag)[:64]}>, expected <{ROOT}>", raw)
 
 
-def _from_json(raw: bytes, max_depth: int) -> dict[str, Any]:
+def _from_json(raw: bytes, max_depth: int, on_drift: DriftCallback) -> dict[str, Any]:
     data = parse_json(raw)
     if not isinstance(data, dict):
         raise UnexpectedDocumentError(f"JSON document is a {type(data).__name__}, expected an object", raw)
@@ -85,7 +108,7 @@ def _from_json(raw: bytes, max_depth: int) -> dict[str, Any]:
     if "Error" in data and "JobsDetail" not in data:
         err = data["Error"] if isinstance(data["Error"], dict) else None
         raise UnexpectedDocumentError("CI error document (JSON)", raw, error=err)
-    return _envelope(json_value(data, _root_spec(), "", 1, max_depth), raw)
+    return _envelope(json_value(data, _root_spec(), "", 1, max_depth, on_drift), raw)
 
 
 def _envelope(value: Any, raw: bytes) -> dict[str, Any]:

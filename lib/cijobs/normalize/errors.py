@@ -39,7 +39,7 @@ class UnexpectedDocumentError(NormalizeError):
 
 
 class LimitExceededError(NormalizeError):
-    """A safety limit (size, nesting depth) was exceeded. ``limit`` is the configured bound."""
+    """A safety limit (size, element count, nesting depth) was exceeded. ``limit`` is the configured bound."""
 
     def __init__(self, message: str, limit: int, raw: bytes = b"") -> None:
         super().__init__(message, raw)
@@ -48,6 +48,11 @@ class LimitExceededError(NormalizeError):
 
 class DocumentTooLargeError(LimitExceededError):
     """Body longer than ``max_bytes``."""
+
+
+class TooManyElementsError(DocumentTooLargeError):
+    """More items than ``max_elements`` (XML: elements plus attributes; JSON: values):
+    refused while parsing, before the rest of the document is read."""
 
 
 class DocumentTooDeepError(LimitExceededError):

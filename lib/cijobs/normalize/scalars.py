@@ -1,20 +1,19 @@
-"""Typed scalar conversion for declared paths, and the once-per-path schema-drift log.
+"""Typed scalar conversion for declared paths.
 
 Conversions are strict (no "looks numeric" guessing and no Python leniency such as
 ``int(" 1_0 ")`` or ``float("nan")``): a value that does not parse as its declared
-type is returned unchanged (as the original string) and reported once per
-(path, problem) per process.
+type is returned unchanged (as the original string) and reported to the drift
+callback (see ``drift.py``).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import threading
 from datetime import datetime
 from typing import Any, Callable, Optional
 
-from cijobs.log import get_logger
+from .drift import DriftCallback, ignore_drift, report
 
 STRING, INT, FLOAT, BOOL, TIMESTAMP, OBJECT = "string", "int", "float", "bool", "timestamp", "object"
 KINDS = (STRING, INT, FLOAT, BOOL, TIMESTAMP, OBJECT)
@@ -26,27 +25,6 @@ _TS_RE = re.compile(
 )
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
-
-_drift_seen: set[tuple[str, str]] = set()
-_drift_lock = threading.Lock()
-
-
-def report_drift(path: str, problem: str, value: Any = None) -> None:
-    """Log a schema-drift event once per (path, problem) per process."""
-    key = (path, problem)
-    with _drift_lock:
-        if key in _drift_seen:
-            return
-        _drift_seen.add(key)
-    sample = value if not isinstance(value, str) else value[:80]
-    get_logger("cijobs.normalize").warning("schema_drift", path=path, problem=problem, sample=sample)
-
-
-def reset_drift_log() -> None:
-    """Forget which drift events were already logged (tests)."""
-    with _drift_lock:
-        _drift_seen.clear()
-
 
 def parse_int(text: str) -> Optional[int]:
     if text.isdigit() and text.isascii():  # fast path: plain unsigned digits, the usual case
@@ -130,53 +108,53 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def convert(kind: Optional[str], text: str, path: str) -> Any:
+def convert(kind: Optional[str], text: str, path: str, on_drift: DriftCallback = ignore_drift) -> Any:
     """Convert one (already stripped) text value found at a declared path.
 
     * ``timestamp``: ``-`` and empty -> None; else ISO 8601 (``+08:00``).
     * ``object`` (a declared container that came out empty): ``""`` -> ``{}``.
     * empty text on any other path -> ``""`` (CI sent an empty value).
-    * unparsable -> the original string, drift logged once.
+    * unparsable -> the original string, reported to ``on_drift``.
     """
     if kind is None or kind == STRING:
         return text
     if kind == OBJECT:
         if not text:
             return {}
-        report_drift(path, "text where a container was expected", text)
+        report(on_drift, path, "text where a container was expected", text)
         return text
     if not text or (text == "-" and kind == TIMESTAMP):
         return None if kind == TIMESTAMP else ""
     value = _PARSERS[kind](text)
     if value is None:
-        report_drift(path, f"not a valid {kind}", text)
+        report(on_drift, path, f"not a valid {kind}", text)
         return text
     return value
 
 
-Converter = Callable[[str, str], Any]
+Converter = Callable[[str, str, DriftCallback], Any]
 
 
-def _int_converter(text: str, path: str) -> Any:
+def _int_converter(text: str, path: str, on_drift: DriftCallback) -> Any:
     if text.isdigit() and text.isascii():  # parse_int's fast path, inlined
         try:
             return int(text)
         except ValueError:
             pass
-    return convert(INT, text, path)
+    return convert(INT, text, path, on_drift)
 
 
-def _float_converter(text: str, path: str) -> Any:
+def _float_converter(text: str, path: str, on_drift: DriftCallback) -> Any:
     if text.isascii() and text.replace(".", "", 1).isdigit():  # parse_float's fast path, inlined
         value = float(text)
         if math.isfinite(value):
             return value
-    return convert(FLOAT, text, path)
+    return convert(FLOAT, text, path, on_drift)
 
 
-def _timestamp_converter(text: str, path: str) -> Any:
+def _timestamp_converter(text: str, path: str, on_drift: DriftCallback) -> Any:
     cached = _TS_CACHE.get(text)
-    return cached if cached is not None else convert(TIMESTAMP, text, path)
+    return cached if cached is not None else convert(TIMESTAMP, text, path, on_drift)
 
 
 _FAST_CONVERTERS: dict[str, Converter] = {
@@ -187,13 +165,13 @@ _FAST_CONVERTERS: dict[str, Converter] = {
 
 
 def converter(kind: str) -> Converter:
-    """``convert`` for one kind, as a function of (text, path): the same results, with the common
+    """``convert`` for one kind, as a function of (text, path, on_drift): the same results, with the common
     cases (plain digits, a timestamp seen before) answered without the general dispatch."""
     fast = _FAST_CONVERTERS.get(kind)
     if fast is not None:
         return fast
 
-    def general(text: str, path: str) -> Any:
-        return convert(kind, text, path)
+    def general(text: str, path: str, on_drift: DriftCallback) -> Any:
+        return convert(kind, text, path, on_drift)
 
     return general

@@ -58,25 +58,33 @@ def _full(prefix: str, path: str) -> str:
     return f"{prefix}.{path}" if prefix else path
 
 
+def _anchors(contexts: dict[str, Any], ctx: str) -> list[str]:
+    """A context anchors its paths at one path, or at each path of a list."""
+    anchor = contexts[ctx]
+    return list(anchor) if isinstance(anchor, list) else [anchor]
+
+
 def declared_paths(data: Optional[dict[str, Any]] = None) -> tuple[set[str], dict[str, str]]:
     """(array paths, {path: kind}) as full paths from the root, braces expanded."""
     data = data if data is not None else load_raw()
-    contexts: dict[str, str] = data["contexts"]
+    contexts: dict[str, Any] = data["contexts"]
     arrays: set[str] = set()
     kinds: dict[str, str] = {}
     for ctx, paths in data["arrays"].items():
-        for p in paths:
-            arrays.update(_full(contexts[ctx], x) for x in expand(p))
+        for anchor in _anchors(contexts, ctx):
+            for p in paths:
+                arrays.update(_full(anchor, x) for x in expand(p))
     for ctx, by_kind in data["types"].items():
         for kind, paths in by_kind.items():
             if kind not in KINDS:
                 raise TableError(f"unknown kind {kind!r} in context {ctx!r}")
-            for p in paths:
-                for x in expand(p):
-                    full = _full(contexts[ctx], x)
-                    if kinds.get(full, kind) != kind:
-                        raise TableError(f"{full}: declared both {kinds[full]} and {kind}")
-                    kinds[full] = kind
+            for anchor in _anchors(contexts, ctx):
+                for p in paths:
+                    for x in expand(p):
+                        full = _full(anchor, x)
+                        if kinds.get(full, kind) != kind:
+                            raise TableError(f"{full}: declared both {kinds[full]} and {kind}")
+                        kinds[full] = kind
     return arrays, kinds
 
 
@@ -102,6 +110,12 @@ def compile_table(data: Optional[dict[str, Any]] = None) -> Trie:
 
 def _freeze(children: dict[str, _Node]) -> Trie:
     return {name: (n.array, n.kind, _freeze(n.children) if n.children else None) for name, n in children.items()}
+
+
+def job_tags(data: Optional[dict[str, Any]] = None) -> list[str]:
+    """The distinct job Tags of ``jobTypes`` (a template variant contributes its real Tag), sorted."""
+    data = data if data is not None else load_raw()
+    return sorted({info.get("tag", name) for name, info in data["jobTypes"].items()})
 
 
 @functools.lru_cache(maxsize=1)

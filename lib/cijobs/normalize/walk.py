@@ -5,7 +5,7 @@ Both walkers share the rules:
 
 * declared array path -> always a list; empty occurrences (``<Md5Info/>``, ``{}``,
   ``""``) add nothing, so an all-empty array is ``[]``;
-* declared non-array path repeated -> the first occurrence wins (drift logged);
+* declared non-array path repeated -> the first occurrence wins (drift reported);
 * unknown element -> passed through unchanged (XML: text, or a dict for a
   container; repeated -> list in document order);
 * declared scalar -> ``scalars.convert`` (typed, or original string on drift).
@@ -17,8 +17,9 @@ import functools
 from typing import Any, Optional
 from xml.etree.ElementTree import Element
 
+from .drift import DriftCallback, ignore_drift, report
 from .errors import DocumentTooDeepError
-from .scalars import OBJECT, STRING, Converter, convert, converter, report_drift
+from .scalars import OBJECT, STRING, Converter, convert, converter
 from .table import Spec, Trie, root_trie
 
 TEXT_KEY = "#text"
@@ -62,13 +63,15 @@ def _root_walk_table() -> _WalkTable:
     return _compile_walk_table(root_trie(), "")
 
 
-def xml_document_value(root: Element, max_depth: int, attributes: bool = True) -> Any:
+def xml_document_value(
+    root: Element, max_depth: int, attributes: bool = True, on_drift: DriftCallback = ignore_drift
+) -> Any:
     """Value of a document's root element (``Response``), typed by the whole table.
 
     ``attributes=False`` promises that no element has an attribute (the caller knows the raw document
     has no ``=``), which spares testing every element for them; the result is the same.
     """
-    return _declared_value(root, OBJECT, _root_walk_table(), "", 1, max_depth, attributes)
+    return _declared_value(root, OBJECT, _root_walk_table(), "", 1, max_depth, attributes, on_drift)
 
 
 _NO_ENTRY: _WalkTable = {}
@@ -97,7 +100,7 @@ def _container_start(elem: Element, text: str) -> dict[str, Any]:
 
 def _declared_value(
     elem: Element, kind: Optional[str], table: Optional[_WalkTable], path: str, depth: int, max_depth: int,
-    attrs: bool,
+    attrs: bool, on_drift: DriftCallback,
 ) -> Any:
     """Value of an element the table declares (``kind``, ``table`` = its children, ``path`` = its full path).
 
@@ -107,11 +110,11 @@ def _declared_value(
     text = elem.text
     text = text.strip() if text else ""
     if not len(elem) and not (attrs and elem.keys()):
-        return convert(kind, text, path)
+        return convert(kind, text, path, on_drift)
 
     out = _container_start(elem, text) if attrs or text else {}
     if kind not in (None, OBJECT):
-        report_drift(path, f"container where a {kind} was expected")
+        report(on_drift, path, f"container where a {kind} was expected")
     child_depth = depth + 1
     if child_depth > max_depth:
         raise _too_deep(max_depth)
@@ -127,11 +130,13 @@ def _declared_value(
                 items = out.get(tag)
                 if items is None:
                     items = out[tag] = []
-                items.append(_declared_value(child, entry[1], entry[2], entry[3], child_depth, max_depth, attrs))
+                items.append(
+                    _declared_value(child, entry[1], entry[2], entry[3], child_depth, max_depth, attrs, on_drift)
+                )
             elif tag in out:
-                report_drift(entry[3], "repeated single element, first kept")
+                report(on_drift, entry[3], "repeated single element, first kept")
             else:
-                out[tag] = _declared_value(child, entry[1], entry[2], entry[3], child_depth, max_depth, attrs)
+                out[tag] = _declared_value(child, entry[1], entry[2], entry[3], child_depth, max_depth, attrs, on_drift)
             continue
         value = child.text
         value = value.strip() if value else ""
@@ -144,12 +149,12 @@ def _declared_value(
                 items = out[tag] = []
             if value:  # an empty occurrence adds nothing: <Md5Info/> -> []
                 typed = entry[4]
-                items.append(value if typed is None else typed(value, entry[5]))
+                items.append(value if typed is None else typed(value, entry[5], on_drift))
         elif tag in out:
-            report_drift(entry[3], "repeated single element, first kept")
+            report(on_drift, entry[3], "repeated single element, first kept")
         else:
             typed = entry[4]
-            out[tag] = value if typed is None else typed(value, entry[3])
+            out[tag] = value if typed is None else typed(value, entry[3], on_drift)
     return out
 
 
@@ -195,7 +200,9 @@ def _json_text(value: Any) -> Optional[str]:
     return None
 
 
-def json_value(value: Any, spec: Optional[Spec], path: str, depth: int, max_depth: int) -> Any:
+def json_value(
+    value: Any, spec: Optional[Spec], path: str, depth: int, max_depth: int, on_drift: DriftCallback = ignore_drift
+) -> Any:
     if depth > max_depth:
         raise _too_deep(max_depth)
     if spec is None:
@@ -203,7 +210,7 @@ def json_value(value: Any, spec: Optional[Spec], path: str, depth: int, max_dept
         return value
     if isinstance(value, dict):
         if spec[1] not in (None, OBJECT):
-            report_drift(path, f"container where a {spec[1]} was expected")
+            report(on_drift, path, f"container where a {spec[1]} was expected")
         trie = spec[2]
         out: dict[str, Any] = {}
         child_depth = depth + 1
@@ -217,25 +224,25 @@ def json_value(value: Any, spec: Optional[Spec], path: str, depth: int, max_dept
             if cspec[0]:
                 items = child if isinstance(child, list) else [child]
                 out[key] = [
-                    json_value(item, cspec, cpath, child_depth + 1, max_depth)
+                    json_value(item, cspec, cpath, child_depth + 1, max_depth, on_drift)
                     for item in items
                     if not _json_is_empty(item)
                 ]
             else:
                 single = child
                 if isinstance(child, list):
-                    report_drift(cpath, "repeated single element, first kept")
+                    report(on_drift, cpath, "repeated single element, first kept")
                     single = child[0] if child else ""
-                out[key] = json_value(single, cspec, cpath, child_depth, max_depth)
+                out[key] = json_value(single, cspec, cpath, child_depth, max_depth, on_drift)
         return out
     if isinstance(value, list):  # a list where the table expects one value: nested lists
-        report_drift(path, "list where a single value was expected")
+        report(on_drift, path, "list where a single value was expected")
         _check_depth(value, depth, max_depth)
         return value
     text = _json_text(value)
     if text is None:  # JSON null
         return None
-    return convert(spec[1], text, path)
+    return convert(spec[1], text, path, on_drift)
 
 
 def _check_depth(value: Any, depth: int, max_depth: int) -> None:
