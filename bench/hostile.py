@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "lib"))
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 SECRET_ID, SECRET_KEY = "AKIDhostiletest", "hostile-secret-key-value"
-API_TOKEN = "hostile-api-token"
+API_TOKEN = "hostile-api-token-01"
 JOB = "j" + "7" * 32
 ENV_PREFIXES = ("CI_", "COS_", "CMQ_", "RESULT_", "PENDING_", "API_TOKEN", "TENCENTCLOUD_", "TRUST_", "ALLOW_",
                 "MAX_", "DEADLINE_", "CLAIM_", "LOG_LEVEL")

@@ -45,7 +45,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "lib")
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 SECRET_ID, SECRET_KEY = "AKIDsoaktest", "soak-secret-key-value"
-API_TOKEN = "soak-api-token"
+API_TOKEN = "soak-api-token-01234"
 TERMINAL = ("Success", "Failed", "Cancel")
 FAULTS = {"latency_ms": 20, "fail_rate": 0.2, "reset_rate": 0.02, "truncate_rate": 0.01}
 COS_FAULTS = {"fail_rate": 0.1, "slowdown_rate": 0.1}  # COS: 20 % = 10 % 5xx + 10 % SlowDown

@@ -20,7 +20,7 @@ ENV = {"TENCENTCLOUD_SECRETID": "AKIDapp", "TENCENTCLOUD_SECRETKEY": "app-secret
 
 def make(jobs=None, **overrides):
     settings = Settings(**{
-        **dict(ci_bucket="examplebucket-1250000000", ci_region="ap-guangzhou", api_token="app-api-token",
+        **dict(ci_bucket="examplebucket-1250000000", ci_region="ap-guangzhou", api_token="app-api-token-0123",
                         deadline_margin_s=2.0), **overrides})
     ci, sink, pending = FakeCI(jobs or {}), FakeSink(), FakePending()
     mono = FakeClock(100.0)
@@ -112,19 +112,20 @@ def test_http_unexpected_error_is_a_500_response(logs):
         raise RuntimeError("bug")
 
     app.router.get_jobs = explode  # type: ignore[method-assign]
-    resp = app({"httpMethod": "GET", "path": f"/jobs/{JOB_A}", "headers": {"authorization": "Bearer app-api-token"}},
-               {})
+    resp = app({"httpMethod": "GET", "path": f"/jobs/{JOB_A}",
+                "headers": {"authorization": "Bearer app-api-token-0123"}}, {})
     assert resp["statusCode"] == 500 and "bug" not in resp["body"]
     assert any(x["event"] == "http_internal_error" for x in lines(logs))
 
 
 def test_secrets_are_registered_per_invocation(logs):
     app, *_rest = make()
+    log.configure("info", logs, app.redactor)
     app({"JobIds": [JOB_A]}, {})
-    log.get_logger().info("probe", text="key app-secret-key-xyz token app-session-token-xyz api app-api-token")
+    log.get_logger().info("probe", text="key app-secret-key-xyz token app-session-token-xyz api app-api-token-0123")
     probe = next(x for x in lines(logs) if x["event"] == "probe")
     assert "app-secret-key-xyz" not in probe["text"] and "app-session-token-xyz" not in probe["text"]
-    assert "app-api-token" not in probe["text"]
+    assert "app-api-token-0123" not in probe["text"]
 
 
 def test_malformed_http_event_is_answered_400(logs):
@@ -133,3 +134,13 @@ def test_malformed_http_event_is_answered_400(logs):
     assert resp["statusCode"] == 400 and "headers" in json.loads(resp["body"])["Error"]["Message"]
     with pytest.raises(EventError):
         app({"Records": [{"CMQ": {"msgBody": "x"}}], "Type": "Timer", "Message": 5}, {})
+
+
+def test_rotated_credentials_replace_the_previous_invocations_in_the_redactor(logs):
+    app, *_rest = make()
+    app({"JobIds": [JOB_A]}, {})
+    assert "app-secret-key-xyz" in app.redactor.secrets and "app-api-token-0123" in app.redactor.secrets
+    app.env = {**ENV, "TENCENTCLOUD_SECRETKEY": "rotated-secret-key-2", "TENCENTCLOUD_SESSIONTOKEN": "rotated-token-2"}
+    app({"JobIds": [JOB_A]}, {})
+    # the set does not grow with every rotation: the old role credentials are gone, the settings' secret stays
+    assert app.redactor.secrets == {"rotated-secret-key-2", "rotated-token-2", "app-api-token-0123"}

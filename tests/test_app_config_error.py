@@ -54,3 +54,33 @@ def test_bad_result_sink_prefix_is_a_configuration_error(tmp_path):
            "PENDING_STORE": f"file://{tmp_path}/p"}
     app = load_app(env)
     assert isinstance(app, MisconfiguredApp) and "RESULT_SINK" in app.message
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("CI_ENDPOINT", "http://10.0.0.5:8080/internal?x=1"),
+    ("COS_ENDPOINT", "https://user:pa55word@cos.example.com"),
+    ("RESULT_SINK", "ftp://files.internal.example/drop"),
+    ("PENDING_STORE", "s3://internal-bucket/secret-prefix"),
+    ("CMQ_ENDPOINT", "http://{appid}.internal.example"),
+    ("API_TOKEN", "short-tok-123"),
+])
+def test_503_names_the_setting_but_never_its_value(name: str, value: str) -> None:
+    env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "API_TOKEN": "a-long-api-token-0123",
+           name: value}
+    app = load_app(env)
+    assert isinstance(app, MisconfiguredApp)
+    resp = app({"httpMethod": "GET", "path": "/jobs/j8d121820f5e411ec926ef19d53ba9c6f", "headers": {}}, CONTEXT)
+    assert resp["statusCode"] == 503 and name in resp["body"]
+    for part in (value, "10.0.0.5", "pa55word", "internal", "short-tok"):
+        assert part not in resp["body"]
+
+
+def test_a_wiring_bug_is_not_reported_as_a_configuration_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import cijobs.app as app_module
+
+    def broken(*_a, **_k):
+        raise ValueError("a bug, not a setting")
+
+    monkeypatch.setattr(app_module, "build_app", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        load_app({"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou"})

@@ -41,7 +41,7 @@ from cijobs.settings import Settings
 from conftest import FIXTURES
 from triggers_fakes import JOB_A, JOB_B, JOB_C, JOB_D, FakeCI, FakeClock, FakePending, FakeSink
 
-TOKEN = "fuzz-api-token"
+TOKEN = "fuzz-api-token-01234"
 LIMITS = Limits(max_body_bytes=64 * 1024, max_ids=20)
 CALLBACKS = [open(p, "rb").read() for p in sorted(glob.glob(os.path.join(FIXTURES, "callback-*.*")))]
 XML_DOCS = [open(p, "rb").read() for p in sorted(glob.glob(os.path.join(FIXTURES, "*.xml")))]

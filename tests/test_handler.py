@@ -17,7 +17,7 @@ from conftest import ROOT, load_module
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 SECRET_ID, SECRET_KEY, SESSION_TOKEN = "AKIDhandlertest", "handler-secret-key-value", "handler-session-token-value"
-TOKEN = "demo-api-token"  # the token the sample events in events/ carry
+TOKEN = "demo-api-token-0123"  # the token the sample events in events/ carry
 RUN = "j8d121820f5e411ec926ef19d53ba9c6f"
 OK = "j9c0a4726f6ac11ec96aaa9b64ab18d00"
 SNAP = "j4e431ba0f86711ecb8546d80f2baf56f"

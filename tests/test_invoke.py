@@ -25,7 +25,8 @@ def emu_env(monkeypatch, tmp_path):
             monkeypatch.delenv(name)
     with Emulator(secret_id="AKIDinvoke", secret_key="invoke-secret-key", seed=3) as emu:
         env = emu.env(BUCKET, REGION) | {"RESULT_SINK": f"file://{tmp_path}/results",
-                                         "PENDING_STORE": f"file://{tmp_path}/pending", "API_TOKEN": "demo-api-token"}
+                                         "PENDING_STORE": f"file://{tmp_path}/pending",
+                                         "API_TOKEN": "demo-api-token-0123"}
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         for job_id, state in ((OK, "Success"), (RUN, "Running"), (FAIL, "Failed")):

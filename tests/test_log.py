@@ -4,9 +4,9 @@ import json
 from cijobs import log
 
 
-def _capture(level="info"):
+def _capture(level="info", redactor=None):
     buf = io.StringIO()
-    log.configure(level, stream=buf)
+    log.configure(level, stream=buf, redactor=redactor)
     return buf
 
 
@@ -41,8 +41,7 @@ def test_level_filters():
 
 
 def test_secret_keys_and_registered_values_are_redacted():
-    buf = _capture()
-    log.register_secrets(["sk-SUPERSECRET-123", "token-ABCDEFG"])
+    buf = _capture(redactor=log.Redactor(["sk-SUPERSECRET-123", "token-ABCDEFG"]))
     log.get_logger().info(
         "request",
         secret_key="anything",
@@ -65,3 +64,32 @@ def test_signature_inside_free_text_is_redacted():
     log.get_logger().info("x", detail="Authorization: q-sign-algorithm=sha1&q-signature=abc123&q-ak=AKID")
     text = buf.getvalue()
     assert "abc123" not in text and "q-ak=AKID" in text
+
+
+def test_every_q_signature_and_every_occurrence_of_a_secret_is_redacted():
+    redactor = log.Redactor(["fixed-secret-01"])
+    redactor.replace(["rotating-key-001"])
+    buf = _capture(redactor=redactor)
+    text = ("a=q-signature=aaaa1111&b=1 c=q-signature=bbbb2222 rotating-key-001 and rotating-key-001, "
+            "fixed-secret-01/fixed-secret-01")
+    log.get_logger().info("x", text=text, nested=[{"v": "q-signature=cccc3333"}])
+    [line] = _lines(buf)
+    assert "aaaa1111" not in line["text"] and "bbbb2222" not in line["text"] and "cccc3333" not in str(line)
+    assert "rotating-key-001" not in line["text"] and "fixed-secret-01" not in line["text"]
+    assert line["text"].count(log.REDACTED) == 6
+
+
+def test_short_secrets_are_refused_not_skipped():
+    import pytest
+
+    with pytest.raises(ValueError, match="8 characters"):
+        log.Redactor(["abc"])
+    with pytest.raises(ValueError, match="8 characters"):
+        log.Redactor().replace(["1234567"])
+
+
+def test_replace_forgets_the_previous_invocations_values():
+    redactor = log.Redactor(["fixed-secret-01"])
+    redactor.replace(["first-rotation-01"])
+    redactor.replace(["second-rotation-1"])
+    assert redactor.secrets == {"fixed-secret-01", "second-rotation-1"}

@@ -137,7 +137,7 @@ def test_unusable_last_modified_falls_back_to_reading_the_entry(value: str, tmp_
 # -- raising ---------------------------------------------------------------------------------------
 
 def make_app(jobs: dict[str, str]) -> tuple[App, FakeCI, FakeSink, FakePending]:
-    settings = Settings(ci_bucket=BUCKET, ci_region=REGION, api_token="tok", deadline_margin_s=1.0)
+    settings = Settings(ci_bucket=BUCKET, ci_region=REGION, api_token="registry-api-token", deadline_margin_s=1.0)
     ci, sink, pending = FakeCI(jobs), FakeSink(), FakePending()
     app = App(settings, Pipeline(settings, ci, sink, pending, clock=FakeClock()), ENV, monotonic=FakeClock(1.0))
     return app, ci, sink, pending

@@ -43,7 +43,7 @@ def emu_env(monkeypatch):
     with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, seed=3) as emu:
         env = emu.env(BUCKET, REGION) | {
             "RESULT_SINK": f"cos://{BUCKET}.{REGION}/results", "PENDING_STORE": f"cos://{BUCKET}.{REGION}/state",
-            "API_TOKEN": "review-token", "DEADLINE_MARGIN_S": "0.5", "CI_MAX_ATTEMPTS": "2",
+            "API_TOKEN": "review-token-01234", "DEADLINE_MARGIN_S": "0.5", "CI_MAX_ATTEMPTS": "2",
         }
         for k, v in env.items():
             monkeypatch.setenv(k, v)
@@ -122,7 +122,7 @@ def test_timer_tick_survives_a_poison_jobid_and_the_id_still_expires(emu_env):
     emu.ci.add_job(OK, tag="Transcode", state="Success")
     poison(emu, POISON)
     track = {"body": json.dumps({"JobIds": [POISON]}), "httpMethod": "POST", "path": "/jobs/track",
-             "headers": {"authorization": "Bearer review-token", "content-type": "application/json"}}
+             "headers": {"authorization": "Bearer review-token-01234", "content-type": "application/json"}}
     assert handler.main_handler(track, CONTEXT)["statusCode"] == 200
     assert pending_ids(emu) == {POISON}
 

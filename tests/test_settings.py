@@ -37,7 +37,7 @@ def test_bad_values_name_the_variable(env, name):
 
 
 def test_secrets_not_in_repr():
-    s = Settings.from_env({"API_TOKEN": "tok-very-secret", "CMQ_SECRET_KEY": "cmq-very-secret"})
+    s = Settings.from_env({"API_TOKEN": "tok-very-secret-0123", "CMQ_SECRET_KEY": "cmq-very-secret"})
     assert "very-secret" not in repr(s)
 
 

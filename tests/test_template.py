@@ -117,11 +117,11 @@ def test_handler_file_is_in_the_package_layout(doc: dict[str, Any]) -> None:
 
 def test_placeholders_resolve_from_the_deployer_environment(doc: dict[str, Any]) -> None:
     spec = parse_template(doc)
-    env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "API_TOKEN": "t0ken-value",
+    env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "API_TOKEN": "t0ken-value-0123456",
            "RESULT_SINK": "cos://examplebucket-1250000000.ap-guangzhou/r",
            "PENDING_STORE": "cos://examplebucket-1250000000.ap-guangzhou/p"}
     resolved = resolve_environment(spec, env)
-    assert resolved["API_TOKEN"] == "t0ken-value" and "CI_ENDPOINT" not in resolved
+    assert resolved["API_TOKEN"] == "t0ken-value-0123456" and "CI_ENDPOINT" not in resolved
     Settings.from_env(resolved).require_ci_target()
     with pytest.raises(TemplateError, match=r"\$\{env:API_TOKEN\}.*set API_TOKEN"):
         resolve_environment(spec, {k: v for k, v in env.items() if k != "API_TOKEN"})
@@ -245,7 +245,7 @@ def test_committed_template_has_an_optional_dead_letter_queue_and_async_retries(
     assert spec.dead_letter.name == "${env:DEAD_LETTER_QUEUE:-}"
     assert spec.async_retry is not None and spec.async_retry.params() == {
         "RetryConfig": [{"RetryNum": spec.async_retry.retry_num}], "MsgTTL": spec.async_retry.msg_ttl_s}
-    env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "API_TOKEN": "t",
+    env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "API_TOKEN": "t-0123456789abcdef",
            "RESULT_SINK": "cos://examplebucket-1250000000.ap-guangzhou/r",
            "PENDING_STORE": "cos://examplebucket-1250000000.ap-guangzhou/p"}
     assert resolve_dead_letter(spec, env).dead_letter is None  # unset: no dead-letter queue, no error
@@ -259,7 +259,7 @@ def test_committed_template_has_an_optional_dead_letter_queue_and_async_retries(
 def test_cmq_endpoint_is_an_optional_placeholder_not_a_hard_coded_empty_value(doc: dict[str, Any]) -> None:
     spec = parse_template(doc)
     assert spec.environment["CMQ_ENDPOINT"] == "${env:CMQ_ENDPOINT:-}"
-    env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "API_TOKEN": "t",
+    env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "API_TOKEN": "t-0123456789abcdef",
            "RESULT_SINK": "cmq-queue://ap-guangzhou/results",
            "PENDING_STORE": "cos://examplebucket-1250000000.ap-guangzhou/p"}
     assert "CMQ_ENDPOINT" not in resolve_environment(spec, env)  # optional: unset leaves it unset

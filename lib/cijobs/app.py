@@ -43,13 +43,17 @@ class App:
         pipeline: Pipeline,
         env: Mapping[str, str],
         monotonic: Callable[[], float] = time.monotonic,
+        redactor: Optional[log.Redactor] = None,
+        on_drift: Optional[Callable[[str, str, Any], None]] = None,
     ) -> None:
         self.settings = settings
+        self.redactor = redactor if redactor is not None else log.Redactor(settings.secrets())
         self.pipeline = pipeline
         self.router = Router(settings, pipeline)
         self.env = env
         self.monotonic = monotonic
-        self.limits = Limits(settings.max_body_bytes, settings.max_ids_per_request, settings.max_ids_per_event)
+        self.limits = Limits(settings.max_body_bytes, settings.max_ids_per_request, settings.max_ids_per_event,
+                             on_drift=on_drift)
         self.log = log.get_logger("cijobs.app")
 
     # -- one invocation --------------------------------------------------------------------------
@@ -86,12 +90,11 @@ class App:
         return Deadline(limit_s - margin, clock=self.monotonic)
 
     def _register_secrets(self) -> None:
-        values: list[Optional[str]] = [self.settings.api_token, self.settings.cmq_secret_key]
+        """This invocation's credentials replace the previous invocation's in the log redactor."""
         try:
-            values.extend(credentials_from_env(self.env).secrets())
+            self.redactor.replace(credentials_from_env(self.env).secrets())
         except CredentialsError:
-            pass
-        log.register_secrets(values)
+            self.redactor.replace(())
 
     # -- HTTP ------------------------------------------------------------------------------------
 
@@ -181,7 +184,9 @@ def build_app(
     """Wire everything from the environment, once per container. Credentials are read per call."""
     env = os.environ if env is None else env
     settings = settings or Settings.from_env(env)
-    log.configure(settings.log_level, log_stream)
+    redactor = log.Redactor(settings.secrets())
+    log.configure(settings.log_level, log_stream, redactor)
+    drift = log.schema_drift_reporter()
     settings.require_ci_target()
     live_env = env
 
@@ -195,11 +200,11 @@ def build_app(
 
     # One pooled session (keep-alive) for CI, COS (results, claim checks, registry) and CMQ.
     session = new_session(settings.ci_concurrency)
-    client = JobClient(settings, credentials=credentials, session=session)
+    client = JobClient(settings, credentials=credentials, session=session, redactor=redactor, on_drift=drift)
     cos = CosClient(settings, credentials, session=session)
     sink = build_sinks(settings, credentials, session=session, cos_client=cos)
     pending = build_pending_store(settings, credentials, cos_client=cos)
-    return App(settings, Pipeline(settings, client, sink, pending), env)
+    return App(settings, Pipeline(settings, client, sink, pending), env, redactor=redactor, on_drift=drift)
 
 
 class ConfigurationError(RuntimeError):

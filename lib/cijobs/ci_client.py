@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import requests
 
@@ -37,6 +37,9 @@ from .job_ids import dedupe, validate_job_id
 from .models import ErrorInfo, Job, JobFailure, QueryResult, ServiceError
 from .settings import Settings
 from .signing import CosSigner
+
+if TYPE_CHECKING:
+    from .normalize.drift import DriftCallback
 from .transport import CertificateVerifyError
 
 MAX_IDS_PER_CALL = 10  # documented limit of GET /jobs/<id>,<id>...
@@ -96,9 +99,13 @@ class JobClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         rng: Optional[Any] = None,
+        redactor: Optional[log.Redactor] = None,
+        on_drift: Optional[DriftCallback] = None,
     ) -> None:
         self._settings = settings
         self._target = ci_target(settings)
+        self._redactor = redactor
+        self._on_drift = on_drift
         self._credentials = credentials
         self._session = session if session is not None else new_session(settings.ci_concurrency)
         self._normalize = normalize
@@ -126,7 +133,8 @@ class JobClient:
         if not valid:
             return result
         creds = self._credentials()
-        log.register_secrets(creds.secrets())
+        if self._redactor is not None:
+            self._redactor.add(creds.secrets())
         signer = CosSigner(creds, TOKEN_HEADER, clock=self._clock)
         groups = batches(valid)
         workers = min(self._settings.ci_concurrency, len(groups))
@@ -222,9 +230,11 @@ class JobClient:
 
     def _normalizer(self) -> Normalizer:
         if self._normalize is None:
+            from functools import partial
+
             from .normalize import normalize_document
 
-            self._normalize = normalize_document
+            self._normalize = partial(normalize_document, on_drift=self._on_drift)
         return self._normalize
 
     def _log_request(

@@ -72,6 +72,15 @@ def _region(name: str, raw: str) -> str:
     return raw
 
 
+def _secret(min_chars: int) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        if len(raw) < min_chars:
+            raise SettingsError(f"{name} must be at least {min_chars} characters long")
+        return raw
+
+    return parse
+
+
 def _endpoint(name: str, raw: str) -> str:
     return parse_endpoint(raw, name)
 
@@ -146,14 +155,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CMQ_MODE", "cmq_mode", _choice("dataflow", "api"), "dataflow",
             "dataflow: TDMQ CMQ HTTP data-flow API (production); api: Cloud API 3.0 SendCmqMsg (test-rate-limited)."),
     Setting("CMQ_SECRET_ID", "cmq_secret_id", _str, None, "Optional fixed SecretId for the CMQ data-flow API."),
-    Setting("CMQ_SECRET_KEY", "cmq_secret_key", _str, None, "Optional fixed SecretKey for the CMQ data-flow API.",
+    Setting("CMQ_SECRET_KEY", "cmq_secret_key", _secret(8), None, "Optional fixed SecretKey for the CMQ data-flow API.",
             secret=True),
     Setting("CLAIM_CHECK_BYTES", "claim_check_bytes", _int_range(1024, 1024 * 1024), 65536,
             "Messages larger than this go to CLAIM_CHECK_STORE and the message carries a pointer."),
     Setting("CLAIM_CHECK_STORE", "claim_check_store", _store, None,
             "cos://BUCKET-APPID.REGION/PREFIX for oversized queue messages (claim check)."),
-    Setting("API_TOKEN", "api_token", _str, None,
-            "Shared token for the HTTP routes (Authorization: Bearer, or ?token= for CI callbacks).", secret=True),
+    Setting("API_TOKEN", "api_token", _secret(16), None,
+            "Shared token for the HTTP routes (Authorization: Bearer, or ?token= for CI callbacks); "
+            "at least 16 characters.", secret=True),
     Setting("ALLOW_UNAUTHENTICATED", "allow_unauthenticated", _bool, False,
             "true opens the HTTP routes without API_TOKEN (not for production)."),
     Setting("TRUST_CALLBACK_BODY", "trust_callback_body", _bool, False,
@@ -220,6 +230,10 @@ class Settings:
                 continue
             values[s.field] = s.parse(s.env, raw.strip())
         return cls(**values)
+
+    def secrets(self) -> tuple[str, ...]:
+        """The values of the secret settings (for the log redactor)."""
+        return tuple(v for s in SETTINGS if s.secret for v in [getattr(self, s.field)] if isinstance(v, str) and v)
 
     def require_ci_target(self) -> None:
         """Raise unless CI_BUCKET and CI_REGION (or CI_ENDPOINT with a bucket) are set."""

@@ -89,7 +89,7 @@ EVENT_SEQUENCE = (
     "apigw-callback-taskfinish.json", "cmq-topic.json", "ckafka.json", "direct.json",
 )
 CALLBACK_JOB = ("j035aca66f86211ec8a5a87e016101404", "Transcode", "Success")
-DEMO_API_TOKEN = "demo-api-token"  # the token the sample HTTP events carry
+DEMO_API_TOKEN = "demo-api-token-0123"  # the token the sample HTTP events carry
 
 
 def _events_dir() -> str:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from ..job_ids import dedupe, split_ids
 from ..models import Job
+
+if TYPE_CHECKING:
+    from ..normalize.drift import DriftCallback
 
 # Header and query names whose values never appear in a repr.
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-token"})
@@ -39,6 +42,7 @@ class Limits:
     max_body_bytes: int = 1024 * 1024
     max_ids: int = 100
     max_ids_per_event: int = 10000
+    on_drift: Optional[DriftCallback] = field(default=None, compare=False)  # normalizer drift reports
 
 
 class ReadOnlyMap(Mapping[str, str]):

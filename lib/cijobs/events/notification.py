@@ -36,7 +36,7 @@ class CINotification:
         if size > limits.max_body_bytes:
             raise EventError(f"{field} is {size} bytes; the limit is {limits.max_body_bytes}", field)
         try:
-            doc = normalize_document(body)
+            doc = normalize_document(body, on_drift=limits.on_drift)
         except NormalizeError as exc:
             raise EventError(f"{field} is not a CI notification: {exc}", field) from None
         return cls.from_document(doc, limits, field)

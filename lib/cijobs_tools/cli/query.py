@@ -75,8 +75,9 @@ def run(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -
         creds = from_env(env)
     except (SettingsError, CredentialsError) as exc:
         return fail(str(exc))
-    log.configure(settings.log_level, stream=sys.stderr)
-    log.register_secrets(creds.secrets())
+    redactor = log.Redactor(settings.secrets())
+    redactor.replace(creds.secrets())
+    log.configure(settings.log_level, stream=sys.stderr, redactor=redactor)
 
     from cijobs.ci_client import JobClient
 
