@@ -119,6 +119,33 @@ class _Stream:
     done: bool = False
 
 
+def known_job_tags() -> list[str]:
+    """Every real job ``Tag`` the normalizer knows (``DISCOVER_TAGS=all``), without template variants such as
+    ``HighSpeedHd`` (whose jobs carry ``Tag`` ``Transcode``)."""
+    import json
+    from importlib import resources
+
+    table = json.loads(resources.files("cijobs.normalize").joinpath("paths.json").read_text(encoding="utf-8"))
+    types: dict[str, dict[str, Any]] = table["jobTypes"]
+    return sorted({str(spec.get("tag", name)) for name, spec in types.items()})
+
+
+def parse_tags(value: str) -> list[str]:
+    """``DISCOVER_TAGS``: a comma list (blank = discovery off, ``all`` = :func:`known_job_tags`), de-duplicated
+    in order. Raises ValueError for a tag that cannot name a cursor."""
+    from .discovery_cursor import cursor_name
+
+    items = [t.strip() for t in value.split(",") if t.strip()]
+    if any(t.lower() == "all" for t in items):
+        return known_job_tags()
+    out: list[str] = []
+    for t in items:
+        cursor_name(t)
+        if t not in out:
+            out.append(t)
+    return out
+
+
 def _error(code: str, message: str, retryable: bool = True, **extra: Any) -> dict[str, Any]:
     return {"Code": code, "Message": message, "Retryable": retryable, **extra}
 
