@@ -11,7 +11,7 @@ import pytest
 from cijobs.ci_client import CIError
 from cijobs.ci_list import JobLister, ListPage, ListQuery, format_list_time
 from cijobs.credentials import Credentials
-from cijobs.discovery import QUEUE_HINT, SOURCE, SweepReport, sweep
+from cijobs.discovery import QUEUE_HINT, SOURCE, SweepReport, resolve_since, sweep
 from cijobs.discovery_cursor import CURSOR_DIR, CursorStore, Position, Resume
 from cijobs.http import Deadline
 from cijobs.settings import Settings
@@ -249,3 +249,12 @@ def test_sweeps_against_the_emulator(emu: Emulator, bounds: str) -> None:
     assert rec.handed() == expected
     assert len(rec.written) + len(rec.parked) == len(expected)  # exactly once
     assert {s for j, s in rec.written if j == jid(101)} == {"Failed"}
+
+
+def test_resolve_since() -> None:
+    assert resolve_since(None, T0 + 0.9, 3600) == T0 - 3600
+    assert resolve_since(" ", T0, 60) == T0 - 60
+    assert resolve_since(format_list_time(T0), 0) == T0
+    assert resolve_since("2026-11-30T00:53:20Z", 0) == T0
+    with pytest.raises(ValueError):
+        resolve_since("2026-11-30T08:53:20", 0)

@@ -146,6 +146,18 @@ def parse_tags(value: str) -> list[str]:
     return out
 
 
+def resolve_since(since: Optional[str], now: float, lookback_s: float = 3600.0) -> int:
+    """Where a stream without a cursor starts: ``DISCOVER_SINCE`` (ISO 8601 with an offset, e.g.
+    ``2026-12-04T20:00:00+0800``) or, when unset, ``now - DISCOVER_LOOKBACK_S``. Only the very first sweep
+    of a Tag uses it (the cursor it writes then wins). Raises ValueError for a time without an offset."""
+    if since is None or not since.strip():
+        return int(now - lookback_s)
+    t = parse_job_time(since.strip())
+    if t is None:
+        raise ValueError(f"DISCOVER_SINCE must be an ISO 8601 time with a UTC offset, got {since!r}")
+    return t
+
+
 def _error(code: str, message: str, retryable: bool = True, **extra: Any) -> dict[str, Any]:
     return {"Code": code, "Message": message, "Retryable": retryable, **extra}
 
