@@ -12,6 +12,7 @@ from typing import Optional
 # verb -> (module under cijobs.cli, one-line help)
 VERBS = {
     "query": ("query", "query CI jobs by ID and print the normalized JSON"),
+    "discover": ("discover", "list CI jobs by Tag and creation time (writes nothing), or show discovery cursors"),
     "normalize": ("normalize", "normalize a CI XML/JSON body (query response or callback) to JSON"),
     "invoke": ("invoke", "run main_handler locally on an SCF event file"),
     "emulator": ("emulator", "run the local CI/COS/CMQ emulator on 127.0.0.1"),

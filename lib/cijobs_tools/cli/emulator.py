@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Optional
+from typing import Any, Optional
 
 from . import fail
 
@@ -54,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="every well-formed job ID exists as a Success job (except IDs starting with jnone)")
     parser.add_argument("--pretty-xml", action="store_true",
                         help="indent job XML as the docs print it (CI itself sends it compact)")
+    parser.add_argument("--catalog", metavar="FILE", default=None,
+                        help="load CI jobs from a JSON array or JSONL file of {job_id, tag, state, created, "
+                             "queue_id, finish_after, final_state} (for GET /jobs?tag=... listings)")
+    parser.add_argument("--list-bounds", choices=("exclusive", "inclusive"), default="exclusive",
+                        help="whether GET /jobs?... creation-time bounds are exclusive (default) or inclusive")
     parser.add_argument("--seed", type=int, default=None, help="seed for faults and random job progress")
     parser.add_argument("--secret-id", default=DEFAULT_SECRET_ID, help="accepted SecretId")
     parser.add_argument("--secret-key", default=DEFAULT_SECRET_KEY, help="accepted SecretKey")
@@ -62,10 +67,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", default="ap-guangzhou", help="region shown in the printed env")
 
 
+def read_catalog(path: str) -> list[dict[str, Any]]:
+    """A JSON array of job objects, or one JSON object per line."""
+    import json
+
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    data: Any = json.loads(text) if text.lstrip().startswith("[") else [
+        json.loads(line) for line in text.splitlines() if line.strip()]
+    if not isinstance(data, list) or not all(isinstance(j, dict) for j in data):
+        raise ValueError("expected a JSON array of objects or JSONL objects")
+    return data
+
+
 def run(args: argparse.Namespace) -> int:
     from ..emulator import Emulator
+    from ..emulator.ci import JobStateError
     from ..emulator.faults import FaultConfigError
 
+    catalog: list[dict[str, Any]] = []
+    if args.catalog:
+        try:
+            catalog = read_catalog(args.catalog)
+        except (OSError, ValueError) as e:
+            return fail(f"--catalog {args.catalog}: {e}")
     faults = {dest: getattr(args, dest) for _, dest, _ in FAULT_FLAGS}
     try:
         emu = Emulator(
@@ -74,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, max_rps=args.max_rps, cos_max_rps=args.cos_max_rps,
             **faults,
         )
+        emu.ci.list_bounds = args.list_bounds
+        emu.load_catalog(catalog)
         emu.start()
-    except FaultConfigError as e:
+    except (FaultConfigError, JobStateError) as e:
         return fail(str(e))
     except OSError as e:
         return fail(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}")

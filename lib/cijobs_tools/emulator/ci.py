@@ -6,17 +6,39 @@ optionally with a probability per job), :meth:`CIStore.finish_after` (the job
 turns terminal once it has been answered ``n`` times) and ``auto_jobs`` (every
 well-formed ID not added explicitly is a ``Success`` job of a tag derived from the
 ID, except IDs starting with ``jnone``).
+
+The list route ``GET /jobs?tag=...`` (CI doc 460/84766) filters by ``tag``
+(required), ``states`` (comma list, ``All`` = every state), ``queueId`` and the
+creation window ``startCreationTime``/``endCreationTime``
+(``%Y-%m-%dT%H:%M:%S%z``, whole seconds). Whether the window's bounds are
+inclusive is undocumented, so it is a switch: :attr:`CIStore.list_bounds` is
+``"exclusive"`` (default) or ``"inclusive"``; :attr:`CIStore.list_requires_queue`
+makes ``queueId`` mandatory (400, as older doc pages say). Results are ordered by
+(creation second, JobId), ``orderByTime`` ``Desc`` (default) or ``Asc``, ``size``
+1..100 (default 10), and ``nextToken`` is an opaque keyset token (the position
+after the page's last job, tied to the query's filters by an HMAC; anything else
+is a 400). Every query parameter must be signed (``q-url-param-list``), else 403.
+A listing does not count as a query for ``finish_after``. :meth:`CIStore.load_catalog`
+loads many jobs with their own tag, creation time, state and queue.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import os
 import random
 import re
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from datetime import datetime
+from typing import Any, Callable, Optional
 from xml.etree.ElementTree import tostring
+
+from cijobs import signing
 
 from . import samples
 from .auth import AuthError, KeyRing, verify_cos
@@ -31,6 +53,11 @@ NEXT_STATE = {"Submitted": "Running", "Running": "Success", "Pause": "Running"}
 NEVER_PREFIX = "jnone"
 TOKEN_HEADERS = ("x-ci-security-token", "x-cos-security-token")
 REQUEST_LOG_CAP = 50_000
+DEFAULT_QUEUE_ID = "p2242ab62c7c94486915508540933a2c6"
+LIST_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+LIST_BOUNDS = ("exclusive", "inclusive")
+LIST_PARAMS = frozenset({"tag", "states", "queueid", "startcreationtime", "endcreationtime", "orderbytime", "size",
+                         "nexttoken", "workflowid", "inventorytriggerjobid", "inputobject"})
 
 
 class JobStateError(ValueError):
@@ -51,12 +78,14 @@ class JobRecord:
     final_state: str = "Success"
     queries: int = 0
     auto: bool = False
+    queue_id: str = DEFAULT_QUEUE_ID
     _xml: Optional[bytes] = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "job_id": self.job_id, "tag": self.tag, "state": self.state, "queries": self.queries,
-            "finish_after": self.finish_after, "auto": self.auto,
+            "finish_after": self.finish_after, "auto": self.auto, "created": self.created,
+            "queue_id": self.queue_id,
         }
 
 
@@ -84,6 +113,9 @@ class CIStore:
         self.requests: list[CIRequest] = []
         self.auto_jobs = auto_jobs
         self.finish_probability = 0.0  # per query of a non-terminal job: chance it moves one step
+        self.list_bounds = "exclusive"  # creation window bounds of GET /jobs?...: "exclusive" or "inclusive"
+        self.list_requires_queue = False  # answer GET /jobs?... without queueId with 400 (older doc pages)
+        self._token_key = os.urandom(16)
         self._pretty_xml = pretty_xml  # indent job XML as the docs print it (CI itself sends it compact)
         self._keys = keys
         self._ids = ids
@@ -99,18 +131,45 @@ class CIStore:
         state: str = "Running",
         finish_after: Optional[int] = None,
         final_state: str = "Success",
+        created: Optional[float] = None,
+        queue_id: Optional[str] = None,
     ) -> JobRecord:
+        """Add (or replace) a job; ``created`` defaults to 5 s ago, ``queue_id`` to the sample queue."""
         if state not in STATES:
             raise JobStateError(f"unknown state {state!r} (expected one of {', '.join(STATES)})")
         if final_state not in TERMINAL:
             raise JobStateError(f"final_state must be terminal, got {final_state!r}")
         now = self._clock()
-        rec = JobRecord(job_id, tag, "Submitted", created=now - 5, finish_after=finish_after,
-                        final_state=final_state)
+        rec = JobRecord(job_id, tag, "Submitted", created=now - 5 if created is None else float(created),
+                        finish_after=finish_after, final_state=final_state, queue_id=queue_id or DEFAULT_QUEUE_ID)
         with self._lock:
             self.jobs[job_id] = rec
-            self._move(rec, state, now)
+            self._move(rec, state, max(now, rec.created))
         return rec
+
+    def load_catalog(self, jobs: Iterable[Mapping[str, Any]]) -> list[JobRecord]:
+        """Add many jobs at once; each mapping has ``job_id`` and optionally ``tag``, ``state``,
+        ``created`` (unix seconds or a CI time such as ``2026-12-04T20:00:00+0800``), ``queue_id``,
+        ``finish_after`` (queries by ID before it turns terminal) and ``final_state``.
+        Every entry is checked before any is added (a bad entry raises and adds nothing)."""
+        checked: list[dict[str, Any]] = []
+        for j in jobs:
+            if "job_id" not in j:
+                raise JobStateError(f"catalog entry without job_id: {dict(j)!r}")
+            state = str(j.get("state", "Success"))
+            final_state = str(j.get("final_state", "Success"))
+            if state not in STATES or final_state not in TERMINAL:
+                raise JobStateError(f"catalog entry {j['job_id']!r}: bad state {state!r} / final_state "
+                                    f"{final_state!r}")
+            created = j.get("created")
+            finish_after = j.get("finish_after")
+            checked.append({
+                "job_id": str(j["job_id"]), "tag": str(j.get("tag", "Transcode")), "state": state,
+                "final_state": final_state, "queue_id": j.get("queue_id"),
+                "finish_after": None if finish_after is None else int(finish_after),
+                "created": None if created is None else parse_created(created),
+            })
+        return [self.add_job(**c) for c in checked]
 
     def set_state(self, job_id: str, state: str, code: Optional[str] = None, message: Optional[str] = None) -> None:
         if state not in STATES:
@@ -149,6 +208,8 @@ class CIStore:
         with self._lock:
             self.jobs.clear()
             self.requests.clear()
+            self.list_bounds = "exclusive"
+            self.list_requires_queue = False
 
     def _move(self, rec: JobRecord, state: str, now: float, code: Optional[str] = None,
               message: Optional[str] = None) -> None:
@@ -183,7 +244,7 @@ class CIStore:
     def _xml_of(self, rec: JobRecord) -> bytes:
         if rec._xml is None:
             el = samples.render(rec.job_id, rec.tag, rec.state, rec.created, rec.started, rec.ended,
-                                rec.code, rec.message, pretty=self._pretty_xml)
+                                rec.code, rec.message, pretty=self._pretty_xml, queue_id=rec.queue_id)
             rec._xml = tostring(el, encoding="utf-8", xml_declaration=False)
         return rec._xml
 
@@ -265,23 +326,112 @@ class CIStore:
 
     def _list(self, req: Request) -> Response:
         q = {k.lower(): v for k, v in req.query.items()}
+        unsigned = _unsigned_params(req)
+        if unsigned:
+            return self._err(403, "SignatureDoesNotMatch",
+                             f"query parameter(s) {', '.join(sorted(unsigned))} are not in q-url-param-list")
+        unknown = sorted(set(q) - LIST_PARAMS)
+        if unknown:
+            return self._err(400, "InvalidArgument", f"unknown query parameter(s): {', '.join(unknown)}")
         tag = q.get("tag")
         if not tag:
             return self._err(400, "InvalidArgument", "tag is required")
+        queue = q.get("queueid") or None
+        if queue is None and self.list_requires_queue:
+            return self._err(400, "InvalidArgument", "queueId is required")
         try:
             size = int(q.get("size") or 10)
-            offset = int(q.get("nexttoken") or "0", 16)
         except ValueError:
-            return self._err(400, "InvalidArgument", "size / nextToken is invalid")
+            return self._err(400, "InvalidArgument", "size is invalid")
         if not 1 <= size <= MAX_LIST_SIZE:
             return self._err(400, "InvalidArgument", f"size must be within 1..{MAX_LIST_SIZE}")
+        order = q.get("orderbytime") or "Desc"
+        if order not in ("Asc", "Desc"):
+            return self._err(400, "InvalidArgument", "orderByTime must be Asc or Desc")
         states = [s for s in (q.get("states") or "All").split(",") if s]
+        bad_states = [s for s in states if s != "All" and s not in STATES]
+        if bad_states:
+            return self._err(400, "InvalidArgument", f"unknown state(s) in states: {', '.join(bad_states)}")
+        try:
+            start = _list_time(q.get("startcreationtime"))
+            end = _list_time(q.get("endcreationtime"))
+        except ValueError:
+            return self._err(400, "InvalidArgument",
+                             "startCreationTime / endCreationTime must look like 2001-01-01T00:00:00+0800")
+        fingerprint = "|".join([tag, queue or "", ",".join(states), str(start), str(end), order])
+        after: Optional[tuple[int, str]] = None
+        if q.get("nexttoken"):
+            after = self._read_token(q["nexttoken"], fingerprint)
+            if after is None:
+                return self._err(400, "InvalidArgument", "nextToken is invalid")
+        inclusive = self.list_bounds == "inclusive"
+        desc = order == "Desc"
         with self._lock:
-            jobs = [r for r in self.jobs.values() if r.tag == tag and ("All" in states or r.state in states)]
-            jobs.sort(key=lambda r: (r.created, r.job_id), reverse=(q.get("orderbytime") or "Desc") != "Asc")
-            page = jobs[offset: offset + size]
-            body = [b"<Response>"] + [self._xml_of(r) for r in page]
-        more = offset + size < len(jobs)
-        token = f"{offset + size:x}" if more else ""
+            jobs = []
+            for r in self.jobs.values():
+                sec = int(r.created)
+                if r.tag != tag or (queue is not None and r.queue_id != queue):
+                    continue
+                if "All" not in states and r.state not in states:
+                    continue
+                if start is not None and (sec < start if inclusive else sec <= start):
+                    continue
+                if end is not None and (sec > end if inclusive else sec >= end):
+                    continue
+                key = (sec, r.job_id)
+                if after is not None and (key >= after if desc else key <= after):
+                    continue
+                jobs.append((key, r))
+            jobs.sort(key=lambda kr: kr[0], reverse=desc)
+            page = jobs[:size]
+            body = [b"<Response>"] + [self._xml_of(r) for _, r in page]
+        token = self._token(page[-1][0], fingerprint) if len(jobs) > size else ""
         body.append(f"<NextToken>{token}</NextToken></Response>".encode())
         return Response(200, b"".join(body), {"x-ci-request-id": self._ids.next()}, XML)
+
+    def _mac(self, payload: str) -> str:
+        return hmac.new(self._token_key, payload.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def _token(self, key: tuple[int, str], fingerprint: str) -> str:
+        payload = f"{key[0]}:{key[1]}"
+        mac = self._mac(payload + "|" + fingerprint)
+        return base64.urlsafe_b64encode(f"{payload}:{mac}".encode()).decode().rstrip("=")
+
+    def _read_token(self, token: str, fingerprint: str) -> Optional[tuple[int, str]]:
+        """The (second, JobId) a token continues after, or None when it is not ours or not for this query."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            sec, job_id, mac = raw.split(":")
+            if not hmac.compare_digest(mac, self._mac(f"{sec}:{job_id}|{fingerprint}")):
+                return None
+            return int(sec), job_id
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            return None
+
+
+def parse_created(value: Any) -> float:
+    """Unix seconds from a number or a CI time string (``2026-12-04T20:00:00+0800``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return datetime.strptime(value, LIST_TIME_FORMAT).timestamp()
+    raise JobStateError(f"created must be unix seconds or {LIST_TIME_FORMAT}, got {value!r}")
+
+
+def _list_time(value: Optional[str]) -> Optional[int]:
+    if not value:
+        return None
+    parsed = datetime.strptime(value, LIST_TIME_FORMAT)
+    if parsed.tzinfo is None:
+        raise ValueError("no UTC offset")
+    return int(parsed.timestamp())
+
+
+def _unsigned_params(req: Request) -> set[str]:
+    """Names of query parameters that the Authorization does not sign (the caller has verified it)."""
+    fields = signing.parse_authorization(req.header("authorization") or "")
+    signed = {p for p in fields.get("q-url-param-list", "").split(";") if p}
+    return {k for k in req.query if signing.canonical_pairs({k: ""})[0][0] not in signed}

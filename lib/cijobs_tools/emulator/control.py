@@ -7,10 +7,13 @@ GET    /_emu/stats                request counts per side and status, injected f
 POST   /_emu/reset                forget jobs, objects, messages, stats, faults
 GET    /_emu/ci/jobs              ``{"jobs": [{job_id, tag, state, queries, ...}]}``
 POST   /_emu/ci/jobs              ``{"jobs": [{"job_id", "tag"?, "state"?, "finish_after"?, "final_state"?}]}``
+POST   /_emu/ci/catalog           ``{"jobs": [{"job_id", "tag"?, "state"?, "created"?, "queue_id"?, ...}]}``
+                                  -> ``{"added": n}`` (see ``CIStore.load_catalog``)
 POST   /_emu/ci/state             ``{"job_id", "state", "code"?, "message"?}``
 POST   /_emu/ci/advance           ``{"probability"?: 1.0}`` -> ``{"moved": n}``
 POST   /_emu/ci/finish_after      ``{"job_id", "n_queries", "state"?}``
-POST   /_emu/ci/config            ``{"auto_jobs"?: bool, "finish_probability"?: p, "pretty_xml"?: bool}``
+POST   /_emu/ci/config            ``{"auto_jobs"?: bool, "finish_probability"?: p, "pretty_xml"?: bool,
+                                  "list_bounds"?: "exclusive"|"inclusive", "list_requires_queue"?: bool}``
 GET    /_emu/ci/requests?limit=N  the last N CI requests (path, ids, status)
 GET    /_emu/faults               global + per-side settings and injected counts
 POST   /_emu/faults[/<side>]      set settings, e.g. ``{"fail_rate": 0.2, "latency_ms": 5}``
@@ -27,7 +30,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
-from .ci import JobStateError
+from .ci import LIST_BOUNDS, JobStateError
 from .faults import FaultConfigError
 from .wire import JSON, Request, Response
 
@@ -55,6 +58,7 @@ class Control:
             ("POST", "reset"): self._reset,
             ("GET", "ci/jobs"): lambda r, b: {"jobs": [j.as_dict() for j in list(self._emu.ci.jobs.values())]},
             ("POST", "ci/jobs"): self._add_jobs,
+            ("POST", "ci/catalog"): self._catalog,
             ("POST", "ci/state"): self._set_state,
             ("POST", "ci/advance"): lambda r, b: {"moved": self._emu.ci.advance(float(b.get("probability", 1.0)))},
             ("POST", "ci/finish_after"): self._finish_after,
@@ -119,6 +123,12 @@ class Control:
             added.append(rec.as_dict())
         return {"jobs": added}
 
+    def _catalog(self, req: Request, body: dict[str, Any]) -> Any:
+        jobs = body.get("jobs")
+        if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
+            raise ControlError(400, "expected {\"jobs\": [{\"job_id\": ..., \"created\": ...}, ...]}")
+        return {"added": len(self._emu.ci.load_catalog(jobs))}
+
     def _set_state(self, req: Request, body: dict[str, Any]) -> Any:
         self._emu.ci.set_state(str(body["job_id"]), str(body["state"]), body.get("code"), body.get("message"))
         return self._emu.ci.jobs[str(body["job_id"])].as_dict()
@@ -137,8 +147,15 @@ class Control:
             self._emu.ci.finish_probability = p
         if "pretty_xml" in body:
             self._emu.ci.pretty_xml = bool(body["pretty_xml"])
+        if "list_bounds" in body:
+            if body["list_bounds"] not in LIST_BOUNDS:
+                raise ControlError(400, f"list_bounds must be one of {', '.join(LIST_BOUNDS)}")
+            self._emu.ci.list_bounds = str(body["list_bounds"])
+        if "list_requires_queue" in body:
+            self._emu.ci.list_requires_queue = bool(body["list_requires_queue"])
         return {"auto_jobs": self._emu.ci.auto_jobs, "finish_probability": self._emu.ci.finish_probability,
-                "pretty_xml": self._emu.ci.pretty_xml}
+                "pretty_xml": self._emu.ci.pretty_xml, "list_bounds": self._emu.ci.list_bounds,
+                "list_requires_queue": self._emu.ci.list_requires_queue}
 
     def _ci_requests(self, req: Request, body: dict[str, Any]) -> Any:
         limit = int(req.query.get("limit", "100"))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional
 
 from .auth import KeyRing
-from .ci import CIStore
+from .ci import CIStore, JobRecord
 from .cmq import CmqStore, json_response
 from .control import Control
 from .cos import CosStore
@@ -120,6 +121,10 @@ class Emulator:
     def add_key(self, secret_id: str, secret_key: str, token: Optional[str] = None) -> None:
         """Accept another key pair (e.g. separate CMQ credentials)."""
         self.keys.add(secret_id, secret_key, token)
+
+    def load_catalog(self, jobs: Iterable[Mapping[str, Any]]) -> list[JobRecord]:
+        """Load CI jobs with their tag, creation time, state and queue (see :meth:`CIStore.load_catalog`)."""
+        return self.ci.load_catalog(jobs)
 
     def reset(self) -> None:
         """Forget jobs, objects, messages, request logs, stats and faults."""

@@ -110,6 +110,7 @@ def render(
     message: str = "",
     progress: Optional[str] = None,
     pretty: bool = False,
+    queue_id: Optional[str] = None,
 ) -> Element:
     """A ``JobsDetail`` element for one job (compact XML unless ``pretty``, see :func:`template`)."""
     jd = copy.deepcopy(template(tag, pretty))
@@ -128,7 +129,9 @@ def render(
     _set(jd, "StartTime", fmt_time(started))
     _set(jd, "EndTime", fmt_time(ended))
     _set(jd, "Tag", tag)
-    if jd.find("QueueId") is None:
+    if queue_id is not None:
+        _set(jd, "QueueId", queue_id)
+    elif jd.find("QueueId") is None:
         SubElement(jd, "QueueId").text = "p2242ab62c7c94486915508540933a2c6"
     if state != "Success":
         _strip_results(jd)
