@@ -52,9 +52,9 @@ from cijobs import log  # noqa: E402
 from cijobs.ci_client import JobClient  # noqa: E402
 from cijobs.ci_list import JobLister  # noqa: E402
 from cijobs.credentials import Credentials  # noqa: E402
+from cijobs.deadline import Deadline  # noqa: E402
 from cijobs.discovery import SOURCE, SweepReport, sweep  # noqa: E402
 from cijobs.discovery_cursor import CursorStore  # noqa: E402
-from cijobs.http import Deadline  # noqa: E402
 from cijobs.pending import PendingStore  # noqa: E402
 from cijobs.settings import Settings  # noqa: E402
 from discovery_fakes import MemoryStore  # noqa: E402 - tests/discovery_fakes.py

@@ -6,9 +6,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
-from cijobs.cos import join_key
-from cijobs.http import Deadline
-from cijobs.sinks.store import Listed, StoredObject, StoreError
+from cijobs.deadline import Deadline
+from cijobs.store import Listed, StoredObject, StoreError, join_key
 
 
 class MemoryStore:

@@ -17,7 +17,7 @@ from cijobs.ci_list import (
     queue_required,
 )
 from cijobs.credentials import Credentials
-from cijobs.http import Deadline
+from cijobs.deadline import Deadline
 from cijobs.settings import Settings
 from cijobs_tools.emulator import Emulator
 

@@ -12,7 +12,7 @@ import pytest
 from cijobs.ci_list import format_list_time
 from cijobs.discovery import known_job_tags, parse_tags
 from cijobs.discovery_cursor import CursorStore, Position
-from cijobs.sinks.store import FileObjectStore
+from cijobs.store import FileObjectStore
 from cijobs_tools.cli import main
 from cijobs_tools.emulator import Emulator
 

@@ -11,9 +11,9 @@ import pytest
 from cijobs.ci_client import CIError
 from cijobs.ci_list import JobLister, ListPage, ListQuery, format_list_time
 from cijobs.credentials import Credentials
+from cijobs.deadline import Deadline
 from cijobs.discovery import QUEUE_HINT, SOURCE, SweepReport, resolve_since, sweep
 from cijobs.discovery_cursor import CURSOR_DIR, CursorStore, Position, Resume
-from cijobs.http import Deadline
 from cijobs.settings import Settings
 from cijobs_tools.emulator import Emulator
 from discovery_fakes import MemoryStore, Recorder

@@ -25,7 +25,7 @@ from cijobs.discovery_cursor import (
     window,
 )
 from cijobs.settings import Settings
-from cijobs.sinks.store import FileObjectStore
+from cijobs.store import FileObjectStore
 from cijobs_tools.emulator import Emulator
 from discovery_fakes import MemoryStore
 

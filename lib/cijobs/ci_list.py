@@ -28,7 +28,8 @@ import requests
 from . import log
 from .ci_client import TOKEN_HEADER, CIError, Normalizer, ci_target
 from .credentials import Credentials
-from .http import RETRYABLE_EXCEPTIONS, Deadline, RetryPolicy, is_retryable_status, new_session, prepare_get, timeouts
+from .deadline import Deadline
+from .http import RETRYABLE_EXCEPTIONS, RetryPolicy, is_retryable_status, new_session, prepare_get, timeouts
 from .settings import Settings
 from .signing import CosSigner
 from .transport import CertificateVerifyError
@@ -133,8 +134,10 @@ class JobLister:
         clock: Callable[[], float] = time.time,
         rng: Optional[Any] = None,
         before_request: Optional[Callable[[], None]] = None,
+        redactor: Optional[log.Redactor] = None,
     ) -> None:
         self._settings = settings
+        self._redactor = redactor
         self._target = ci_target(settings)
         self._credentials = credentials
         self._session = session if session is not None else new_session(2)
@@ -154,7 +157,8 @@ class JobLister:
         if deadline.expired():
             raise CIError(None, "DeadlineExceeded", "no time left to send this request", retryable=True)
         creds = self._credentials()
-        log.register_secrets(creds.secrets())
+        if self._redactor is not None:
+            self._redactor.add(creds.secrets())
         signer = CosSigner(creds, TOKEN_HEADER, clock=self._clock)
         url = f"{self._target.base_url}/jobs?{encode_query(query.params())}"
         headers = {"Host": self._target.host_header} if self._target.host_header else {}

@@ -31,8 +31,8 @@ from typing import Any, Callable, Optional
 
 from .ci_client import CIError
 from .ci_list import ListPage, ListQuery, parse_job_time, queue_required
+from .deadline import Deadline
 from .discovery_cursor import CursorError, CursorStore, Position, Resume, StoredCursor, window
-from .http import Deadline
 from .models import ServiceError
 
 SOURCE = "discovery"

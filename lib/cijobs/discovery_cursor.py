@@ -64,8 +64,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from .http import Deadline
-from .sinks.store import ObjectStore, StoreError
+from .deadline import Deadline
+from .store import ObjectStore, StoreError
 
 CURSOR_DIR = ".cursor"
 SEQ_WIDTH = 12

@@ -93,7 +93,7 @@ class PendingEntry:
 
 
 class PendingStore:
-    """The registry over an :class:`~cijobs.sinks.store.ObjectStore` (COS or files)."""
+    """The registry over an :class:`~cijobs.store.ObjectStore` (COS or files)."""
 
     def __init__(self, store: ObjectStore, concurrency: int = 8, clock: Callable[[], float] = time.time) -> None:
         self.store = store

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -
     from cijobs import log
     from cijobs.credentials import CredentialsError, from_env
     from cijobs.settings import Settings, SettingsError
+    from cijobs.store import CosLocation
 
     env = dict(os.environ if environ is None else environ)
     for flag, name in _FLAG_ENV:
@@ -82,12 +83,13 @@ def run(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -
         return fail("--timeout must be a positive number of seconds")
     try:
         settings = Settings.from_env(env)
-        creds = from_env(env) if not args.status or settings.pending_store.startswith("cos://") else None
+        creds = from_env(env) if not args.status or isinstance(settings.pending_store, CosLocation) else None
     except (SettingsError, CredentialsError) as exc:
         return fail(str(exc))
-    log.configure(settings.log_level, stream=sys.stderr)
+    redactor = log.Redactor(settings.secrets())
     if creds is not None:
-        log.register_secrets(creds.secrets())
+        redactor.replace(creds.secrets())
+    log.configure(settings.log_level, stream=sys.stderr, redactor=redactor)
     if args.status:
         return _status(settings, creds)
     return _list(args, settings, creds)
@@ -96,10 +98,10 @@ def run(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -
 def _status(settings: Any, creds: Any) -> int:
     from cijobs.cos import CosClient
     from cijobs.discovery_cursor import CursorError, CursorStore, describe
-    from cijobs.sinks.store import store_from_url
+    from cijobs.store import open_store
 
     try:
-        store = store_from_url(settings.pending_store, "PENDING_STORE", lambda: CosClient(settings, lambda: creds))
+        store = open_store(settings.pending_store, lambda: CosClient(settings, lambda: creds))
         cursors = CursorStore(store).status()
     except ValueError as exc:
         return fail(str(exc))
@@ -112,8 +114,8 @@ def _status(settings: Any, creds: Any) -> int:
 def _list(args: argparse.Namespace, settings: Any, creds: Any) -> int:
     from cijobs.ci_client import CIError
     from cijobs.ci_list import LIST_STATES, JobLister, ListQuery, parse_job_time, queue_required
+    from cijobs.deadline import Deadline
     from cijobs.discovery import QUEUE_HINT, parse_tags
-    from cijobs.http import Deadline
     from cijobs.settings import SettingsError
 
     try:
