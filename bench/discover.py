@@ -9,7 +9,7 @@ and 50 jobs created before ``since`` (never to be handed over).
 A *tick* here is what the timer tick will do once discovery is wired in: the sweep (list, write
 terminal jobs, park the others in a ``PendingStore``), then the ordinary registry work (query the
 pending IDs with ``JobClient``, write the finished ones, drop them from the registry). Sinks, registry
-and cursors live in one in-memory create-if-absent store (``tests/discovery_fakes.MemoryStore``); a
+and cursors live in one in-memory create-if-absent store (``tests/fakes/discovery.py``, MemoryStore); a
 result is stored with create-if-absent under its JobId, so a second write of a job is counted
 (``handed twice``) but cannot make a second result.
 
@@ -57,8 +57,8 @@ from cijobs.discovery import SOURCE, SweepReport, sweep  # noqa: E402
 from cijobs.discovery_cursor import CursorStore  # noqa: E402
 from cijobs.pending import PendingStore  # noqa: E402
 from cijobs.settings import Settings  # noqa: E402
-from discovery_fakes import MemoryStore  # noqa: E402 - tests/discovery_fakes.py
 from emulator_process import free_port  # noqa: E402
+from fakes.discovery import MemoryStore  # noqa: E402
 
 BUCKET = "examplebucket-1250000000"
 REGION = "ap-guangzhou"

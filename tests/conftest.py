@@ -1,12 +1,6 @@
-import os
-import sys
+"""Fixtures every test gets; shared fakes and helpers live in the ``fakes`` package (tests/ is on the path)."""
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-sys.path.insert(0, os.path.join(ROOT, "lib"))
-
-
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(autouse=True)
@@ -31,25 +25,3 @@ def log_stream():
     stream = io.StringIO()
     log.configure("debug", stream)
     yield stream
-
-
-def load_module(name: str, *path: str):
-    """Import a file that is not on sys.path (handler/index.py, a bench script) as module ``name``.
-
-    Registered in sys.modules first: dataclasses in the loaded file look their module up there.
-    """
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, *path))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-class Sleeps(list):  # type: ignore[type-arg]
-    """A fake ``sleep`` for clients under test: records each requested delay, never waits."""
-
-    def __call__(self, s: float) -> None:
-        self.append(s)

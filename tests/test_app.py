@@ -12,7 +12,7 @@ from cijobs.app import App, InvocationFailedError
 from cijobs.events import EventError, UnknownEventError
 from cijobs.pipeline import Pipeline
 from cijobs.settings import Settings
-from triggers_fakes import JOB_A, JOB_B, FakeCI, FakeClock, FakePending, FakeSink
+from fakes import JOB_A, JOB_B, FakeCI, FakeClock, FakePending, FakeSink
 
 ENV = {"TENCENTCLOUD_SECRETID": "AKIDapp", "TENCENTCLOUD_SECRETKEY": "app-secret-key-xyz",
        "TENCENTCLOUD_SESSIONTOKEN": "app-session-token-xyz"}

@@ -452,7 +452,7 @@ def test_cierror_failures() -> None:
 @responses.activate
 def test_default_normalizer_on_doc_sample() -> None:
     """Without ``normalize=`` the real cijobs.normalize is used (Snapshot doc sample)."""
-    from conftest import FIXTURES
+    from fakes import FIXTURES
 
     with open(f"{FIXTURES}/Snapshot.xml", "rb") as fh:
         body = fh.read()

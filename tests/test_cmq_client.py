@@ -24,7 +24,7 @@ from cijobs.deadline import Deadline
 from cijobs.errors import SettingsError
 from cijobs.settings import Settings
 from cijobs.targets import CmqTarget, parse_cmq_target
-from conftest import Sleeps
+from fakes import Sleeps
 
 pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 

@@ -16,7 +16,7 @@ from cijobs.deadline import Deadline
 from cijobs.settings import Settings
 from cijobs.signing import parse_authorization
 from cijobs.store import InvalidKeyError, parse_cos_url, validate_key
-from conftest import Sleeps
+from fakes import Sleeps
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 HOST = f"{BUCKET}.cos.{REGION}.myqcloud.com"

@@ -19,7 +19,7 @@ from cijobs.cos import CosClient, CosError
 from cijobs.credentials import Credentials
 from cijobs.settings import Settings
 from cijobs.signing import parse_authorization
-from conftest import Sleeps
+from fakes import Sleeps
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 HOST = f"{BUCKET}.cos.{REGION}.myqcloud.com"

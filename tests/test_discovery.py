@@ -16,7 +16,7 @@ from cijobs.discovery import QUEUE_HINT, SOURCE, SweepReport, resolve_since, swe
 from cijobs.discovery_cursor import CURSOR_DIR, CursorStore, Position, Resume
 from cijobs.settings import Settings
 from cijobs_tools.emulator import Emulator
-from discovery_fakes import MemoryStore, Recorder
+from fakes.discovery import MemoryStore, Recorder
 
 T0 = 1_796_000_000
 NOW = T0 + 3600

@@ -27,7 +27,7 @@ from cijobs.discovery_cursor import (
 from cijobs.settings import Settings
 from cijobs.store import FileObjectStore
 from cijobs_tools.emulator import Emulator
-from discovery_fakes import MemoryStore
+from fakes.discovery import MemoryStore
 
 T0 = 1_796_000_000
 

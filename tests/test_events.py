@@ -26,7 +26,7 @@ from cijobs.events import (
     parse_message,
 )
 from cijobs.job_ids import validate_job_id
-from conftest import FIXTURES
+from fakes import FIXTURES
 
 EV = os.path.join(FIXTURES, "events")
 LIMITS = Limits(max_body_bytes=64 * 1024, max_ids=20)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT
+from fakes import FIXTURES, ROOT
 
 HARNESS = os.path.join(ROOT, "tests", "fuzz", "fuzz_normalize.py")
 

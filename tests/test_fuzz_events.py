@@ -38,8 +38,7 @@ from cijobs.events import (
 from cijobs.job_ids import validate_job_id
 from cijobs.pipeline import Pipeline
 from cijobs.settings import Settings
-from conftest import FIXTURES
-from triggers_fakes import JOB_A, JOB_B, JOB_C, JOB_D, FakeCI, FakeClock, FakePending, FakeSink
+from fakes import FIXTURES, JOB_A, JOB_B, JOB_C, JOB_D, FakeCI, FakeClock, FakePending, FakeSink
 
 TOKEN = "fuzz-api-token-01234"
 LIMITS = Limits(max_body_bytes=64 * 1024, max_ids=20)

@@ -5,7 +5,7 @@ import gc
 import pytest
 
 from cijobs.gc_tuning import GEN0_THRESHOLD, tune_gc
-from conftest import load_module
+from fakes import load_module
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from cijobs.events import UnknownEventError
 from cijobs_tools.emulator import Emulator
-from conftest import ROOT, load_module
+from fakes import ROOT, load_module
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 SECRET_ID, SECRET_KEY, SESSION_TOKEN = "AKIDhandlertest", "handler-secret-key-value", "handler-session-token-value"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import load_module
+from fakes import load_module
 
 hostile = load_module("cijobs_bench_hostile", "bench", "hostile.py")
 

@@ -10,7 +10,7 @@ import pytest
 from cijobs_tools.cli import main
 from cijobs_tools.cli.invoke import fake_context
 from cijobs_tools.emulator import Emulator
-from conftest import ROOT
+from fakes import ROOT
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 OK = "j9c0a4726f6ac11ec96aaa9b64ab18d00"

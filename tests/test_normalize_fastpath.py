@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cijobs.normalize import ForbiddenXMLError, MalformedDocumentError, normalize_document
 from cijobs.normalize.parse import _dtd_free, _parse_defused, _parse_fast
-from conftest import FIXTURES
+from fakes import FIXTURES
 
 WELL_FORMED = [
     p for p in sorted(glob.glob(os.path.join(FIXTURES, "**", "*.xml"), recursive=True))

@@ -19,7 +19,7 @@ from cijobs.normalize import (
 )
 from cijobs.normalize.schema import build_schema, load_schema, render
 from cijobs.normalize.table import load_raw
-from conftest import FIXTURES
+from fakes import FIXTURES
 
 HANDMADE = os.path.join(FIXTURES, "handmade")
 MALFORMED = {"seed-running.xml", "seed-success.xml", "VideoTag.xml", "callback-Translation.json"}

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cijobs.normalize import NormalizeError, normalize_document
-from conftest import FIXTURES
+from fakes import FIXTURES
 
 SEEDS = [
     open(p, "rb").read()

@@ -22,7 +22,7 @@ from cijobs.normalize import (
 from cijobs.normalize.scalars import parse_bool, parse_float, parse_int, parse_timestamp
 from cijobs.normalize.table import TableError, compile_table, expand, load_raw, lookup
 from cijobs_tools.cli import main
-from conftest import FIXTURES
+from fakes import FIXTURES
 
 
 def _job(xml_inner: str) -> dict[str, Any]:

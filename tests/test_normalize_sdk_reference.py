@@ -20,7 +20,7 @@ import pytest
 
 from cijobs.normalize import normalize_document
 from cijobs.normalize.table import declared_paths, job_tags, lookup
-from conftest import FIXTURES
+from fakes import FIXTURES
 
 TSV = os.path.join(os.path.dirname(__file__), "data", "go-sdk-job-paths.tsv")
 

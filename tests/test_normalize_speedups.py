@@ -15,7 +15,7 @@ from cijobs.normalize import normalize_document
 from cijobs.normalize.parse import parse_xml
 from cijobs.normalize.scalars import FLOAT, INT, TIMESTAMP, convert, converter, parse_timestamp
 from cijobs.normalize.walk import xml_document_value
-from conftest import FIXTURES
+from fakes import FIXTURES
 
 
 def _attribute_free_job_documents() -> list[str]:

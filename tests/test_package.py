@@ -20,7 +20,7 @@ from cijobs_tools.packaging import (
     extras_for,
     read_requirements,
 )
-from conftest import ROOT
+from fakes import ROOT
 
 CACHE = os.path.join(ROOT, ".venv", "cijobs-wheels")  # shared with `make package`: downloads happen once
 RUNTIME = {"requests", "urllib3", "idna", "certifi", "charset-normalizer", "defusedxml", "structlog"}

@@ -38,38 +38,57 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStor
 
 def test_add_keeps_first_seen_and_source(store: ObjectStore) -> None:
     reg = PendingStore(store)
-    assert reg.add(IDS[:2], now=100.0, source="callback", state="Submitted") == []
-    assert reg.add(IDS[:3], now=200.0, source="timer", state="Running") == []
-    entries = {e.job_id: e for e in reg.list()}
+    assert reg.add(IDS[:2], now=100.0, source="callback") == []
+    assert reg.add(IDS[:3], now=200.0, source="timer") == []
+    entries = {e.job_id: e for e in reg.listing(resume=False).entries}
     assert set(entries) == set(IDS[:3])
     e0 = reg.get(IDS[0])  # written once: the second add changed nothing
     assert e0 is not None
-    assert (e0.first_seen, e0.last_seen, e0.last_state, e0.source, e0.attempts) == (100.0, 100.0, "Submitted",
-                                                                                     "callback", 1)
+    assert (e0.first_seen, e0.source, e0.answered) == (100.0, "callback", False)
     e2 = reg.get(IDS[2])
     assert e2 is not None and e2.first_seen == 200.0 and e2.source == "timer"
     assert entries[IDS[0]].first_seen <= entries[IDS[2]].first_seen
 
 
-def test_update_and_remove(store: ObjectStore) -> None:
+def test_answered_markers_and_remove(store: ObjectStore) -> None:
     reg = PendingStore(store)
-    reg.add(IDS[:2], now=10.0, source="http")
-    assert reg.update(IDS[0], "Running", now=50.0) is None
-    e = reg.get(IDS[0])  # not rewritten: FirstSeen (and the object's LastModified) stay
-    assert e is not None and (e.first_seen, e.last_seen, e.last_state, e.attempts) == (10.0, 10.0, None, 1)
-    assert reg.update(IDS[4], "Pause", now=60.0) is None  # unknown → created
-    assert reg.get(IDS[4]) is not None
+    reg.add(IDS[:3], now=10.0, source="http")
+    assert reg.mark_answered([IDS[0], IDS[0]]) == []  # create-if-absent: once per job
+    assert reg.mark_answered([IDS[0]]) == []
+    flags = {e.job_id: e.answered for e in reg.listing(resume=False).entries}
+    assert flags == {IDS[0]: True, IDS[1]: False, IDS[2]: False}
+    assert reg.get(IDS[0]).answered is True  # type: ignore[union-attr]
     assert reg.remove([IDS[0], IDS[0], IDS[3]]) == []  # absent and duplicate IDs are fine
-    assert reg.list_ids() == sorted([IDS[1], IDS[4]])
+    assert reg.list_ids() == sorted(IDS[1:3])
     assert reg.get(IDS[0]) is None
+    reg.add([IDS[0]], now=20.0, source="http")  # registered again: the old marker went with the entry
+    assert {e.job_id: e.answered for e in reg.listing(resume=False).entries}[IDS[0]] is False
 
 
 def test_list_is_oldest_first_and_limited(store: ObjectStore) -> None:
     reg = PendingStore(store)
     for i, job_id in enumerate(IDS):
         reg.add([job_id], now=1000.0 - i, source="t")
-    assert [e.job_id for e in reg.list()] == list(reversed(IDS))
-    assert len(reg.list(limit=2)) == 2
+    assert [e.job_id for e in reg.listing(resume=False).entries] == list(reversed(IDS))
+    assert len(reg.listing(limit=2, resume=False).entries) == 2
+
+
+def test_bounded_listing_continues_where_the_last_one_stopped(store: ObjectStore) -> None:
+    reg = PendingStore(store)
+    ids = sorted(f"j{i:032x}" for i in range(25))
+    reg.add(ids, now=5.0, source="t")
+    seen: list[str] = []
+    completes = []
+    for _ in range(4):  # 25 entries, 10 a tick: every entry within ceil(25 / 10) = 3 ticks, then round again
+        listing = reg.listing(limit=10)
+        seen += [e.job_id for e in listing.entries]
+        completes.append(listing.complete)
+    assert sorted(seen[:25]) == ids and seen[25:] == ids[:10]
+    assert completes == [False, False, False, False]
+    rest = reg.listing(limit=100)  # the rest of the round: not the whole registry
+    assert not rest.complete and len(rest.entries) == 15
+    one = reg.listing(limit=100)  # from the start, everything at once: complete
+    assert one.complete and len(one.entries) == 25
 
 
 def test_invalid_ids_are_failures_not_exceptions(store: ObjectStore) -> None:
@@ -82,7 +101,7 @@ def test_invalid_ids_are_failures_not_exceptions(store: ObjectStore) -> None:
 def test_no_collision_with_results_under_the_same_prefix(store: ObjectStore) -> None:
     reg = PendingStore(store)
     sink = ObjectSink(store, KeyLayout())
-    reg.add([IDS[0]], now=1.0, source="x", state="Running")
+    reg.add([IDS[0]], now=1.0, source="x")
     [r] = sink.write([{"JobId": IDS[0], "State": "Success", "Tag": "Transcode"}])
     assert r.ok and not r.already
     assert reg.list_ids() == [IDS[0]]  # the result is not mistaken for an entry
@@ -94,8 +113,8 @@ def test_unreadable_entry_is_still_listed(tmp_path: Path) -> None:
     reg = PendingStore(FileObjectStore(str(tmp_path)), clock=lambda: 42.0)
     reg.add([IDS[0]], now=1.0, source="x")
     (tmp_path / ".pending" / f"{IDS[0]}.json").write_bytes(b"{not json")
-    [e] = reg.list()
-    assert e.job_id == IDS[0] and e.first_seen == 42.0 and e.last_state is None
+    [e] = reg.listing(resume=False).entries
+    assert e.job_id == IDS[0] and e.first_seen == 42.0 and e.source == ""
 
 
 def test_cos_list_paginates_past_1000(fake_cos: FakeCos) -> None:
@@ -115,9 +134,9 @@ def test_cos_errors_are_reported(fake_cos: FakeCos) -> None:
     fake_cos.faults = [(503, "SlowDown")]
     [f] = reg.add([IDS[0]], now=1.0, source="x")
     assert f.retryable and f.error is not None and f.error.code == "SlowDown"
-    fake_cos.faults = [(403, "AccessDenied")]
+    fake_cos.faults = [(403, "AccessDenied"), (403, "AccessDenied")]  # the list marker, then the listing
     with pytest.raises(PendingError) as ei:
-        reg.list()
+        reg.listing()
     assert ei.value.code == "AccessDenied" and not ei.value.retryable
 
 

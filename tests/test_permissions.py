@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT
+from fakes import ROOT
 
 PERMISSIONS = os.path.join(ROOT, "docs", "permissions")
 LIB = os.path.join(ROOT, "lib")
@@ -27,7 +27,7 @@ COS_REQUESTS = {("PUT", "key"): "PutObject", ("GET", "key"): "GetObject", ("HEAD
                 ("DELETE", "key"): "DeleteObject", ("GET", "None"): "GetBucket"}
 # ObjectStore method → COS CAM action (None: no request)
 STORE_OPS = {"create": "PutObject", "put": "PutObject", "get": "GetObject", "head": "HeadObject",
-             "delete": "DeleteObject", "list": "GetBucket", "key": None, "pointer": None}
+             "delete": "DeleteObject", "list": "GetBucket", "list_page": "GetBucket", "key": None, "pointer": None}
 # store users: (file, attribute holding the store, placeholder of its prefix in the policy)
 STORE_USERS = [
     ("cijobs/pending.py", "self.store", "<PENDING_PREFIX>"),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cijobs.deadline import Deadline
+from cijobs.models import PendingEntry
 from cijobs.pipeline import DuplicateOutcomeError, Outcome, Outcomes, Pipeline
 from cijobs.settings import Settings
-from triggers_fakes import JOB_A, JOB_B, JOB_C, JOB_D, FakeCI, FakeClock, FakePending, FakeSink, job_id
+from fakes import JOB_A, JOB_B, JOB_C, JOB_D, FakeCI, FakeClock, FakePending, FakeSink, job_id
 
 SETTINGS = Settings(ci_bucket="examplebucket-1250000000", ci_region="ap-guangzhou", pending_max_age_s=3600)
 
@@ -31,20 +34,85 @@ def test_one_off_ids_each_get_one_outcome():
                              "bad id": "invalid"}
     assert set(sink.written) == {JOB_A, JOB_C}
     assert list(pending.entries) == [JOB_B]
-    assert pending.entries[JOB_B].last_state == "Running"
+    assert out.by_id[JOB_B].state == "Running" and pending.answered == {JOB_B}  # CI answered: marker
     assert ci.queried == [JOB_A, JOB_B, JOB_C, JOB_D]  # the invalid ID never reaches CI, duplicates dropped
     assert out.counts() == {"queried": 4, "written": 2, "pending": 1, "nonexistent": 1, "invalid": 1, "failed": 0}
 
 
 def test_retryable_query_failure_is_parked_non_retryable_fails():
     p, ci, _sink, pending, _ = make({JOB_A: "Success", JOB_B: "Success"})
-    ci.fail = {JOB_A: ("InternalError", True), JOB_B: ("AccessDenied", False)}
+    ci.fail = {JOB_A: ("InternalError", True), JOB_B: ("InvalidParameter", False)}
     out = p.process([JOB_A, JOB_B], "callback", Deadline.never())
     assert out.by_id[JOB_A].status == "pending" and out.by_id[JOB_A].reason == "InternalError"
-    assert out.by_id[JOB_B].status == "failed" and out.by_id[JOB_B].reason == "AccessDenied"
+    assert out.by_id[JOB_B].status == "failed" and out.by_id[JOB_B].reason == "InvalidParameter"
     assert not out.by_id[JOB_B].retryable
     assert list(pending.entries) == [JOB_A]
-    assert not out.retry_needed()
+    assert not out.retry_needed() and out.config_errors() == {}
+
+
+@pytest.mark.parametrize("code", ["AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "NoSuchBucket",
+                                  "CredentialsError", "CertificateVerifyFailed"])
+def test_configuration_failures_park_one_off_ids_never_fail_them(code):
+    p, ci, _sink, pending, _ = make({JOB_A: "Success", JOB_B: "Success"})
+    ci.fail = {JOB_A: (code, False), JOB_B: (code, False)}
+    for source in ("ckafka", "cmq", "timer", "direct"):
+        out = p.process([JOB_A, JOB_B], source, Deadline.never())
+        assert statuses(out) == {JOB_A: "pending", JOB_B: "pending"}
+        assert all(o.configuration and o.reason == code for o in out.by_id.values())
+        assert out.config_errors() == {code: 2} and not out.retry_needed()
+    assert set(pending.entries) == {JOB_A, JOB_B} and pending.answered == set()
+    ci.fail = {}  # the operator fixed the setting: the next tick writes them
+    out = p.tick(Deadline.never())
+    assert statuses(out) == {JOB_A: "written", JOB_B: "written"} and pending.entries == {}
+
+
+def test_a_job_ci_never_answered_for_stays_pending_past_max_age_and_is_written_when_ci_recovers():
+    p, ci, sink, pending, clock = make({JOB_A: "Success"})
+    ci.fail = {JOB_A: ("InternalError", True)}
+    p.process([JOB_A], "ckafka", Deadline.never())
+    for _ in range(3):
+        clock.advance(2 * 3600)  # way past PENDING_MAX_AGE_S=3600
+        out = p.tick(Deadline.never())
+        assert out.by_id[JOB_A].status == "pending" and out.registry["unanswered"] == 1
+    ci.fail = {}
+    out = p.tick(Deadline.never())
+    assert out.by_id[JOB_A].status == "written" and JOB_A in sink.written and pending.entries == {}
+
+
+def test_a_finished_job_whose_write_keeps_failing_never_expires():
+    p, _ci, sink, _pending, clock = make({JOB_A: "Success"})
+    p.track([JOB_A], "http")
+    sink.fail = {JOB_A: ("AccessDenied", False)}
+    for _ in range(3):
+        clock.advance(2 * 3600)
+        out = p.tick(Deadline.never())
+        assert out.by_id[JOB_A].status == "pending" and out.by_id[JOB_A].configuration
+    sink.fail = {}
+    assert p.tick(Deadline.never()).by_id[JOB_A].status == "written"
+
+
+def test_parking_is_one_registry_call_per_round():
+    ids = [job_id(i) for i in range(1, 101)]
+    p, _ci, _sink, pending, _ = make(dict.fromkeys(ids, "Running"))
+    out = p.process(ids, "ckafka", Deadline.never())
+    assert all(o.status == "pending" for o in out.by_id.values())
+    assert len(pending.adds) == 1 and sorted(pending.adds[0]) == sorted(ids)
+
+
+def test_tick_reports_the_registry_size_and_age_only_after_a_complete_listing():
+    p, _ci, _sink, _pending, clock = make({JOB_A: "Running", JOB_B: "Running"})
+    p.track([JOB_A], "http")
+    clock.advance(100)
+    p.track([JOB_B], "http")
+    clock.advance(20)
+    out = p.tick(Deadline.never())
+    assert out.registry == {"pending_total": 2, "pending_oldest_s": 120, "unanswered": 2}
+    p2, _ci2, _sink2, pending2, _clock2 = make({JOB_A: "Running"})
+    p2.settings = dataclasses.replace(SETTINGS, pending_list_max=100)
+    pending2.entries = {job_id(i): PendingEntry(job_id(i), 1.0, "http") for i in range(1, 151)}
+    out2 = p2.tick(Deadline.never())
+    assert out2.registry["pending_truncated"] is True and out2.registry["pending_listed"] == 100
+    assert "pending_total" not in out2.registry
 
 
 def test_query_exception_parks_every_id():
@@ -57,7 +125,7 @@ def test_query_exception_parks_every_id():
 
 def test_write_failure_retryable_parked_and_registry_failure_reported():
     p, _ci, sink, pending, _ = make({JOB_A: "Success", JOB_B: "Success", JOB_C: "Success"})
-    sink.fail = {JOB_A: ("SlowDown", True), JOB_B: ("SlowDown", True), JOB_C: ("AccessDenied", False)}
+    sink.fail = {JOB_A: ("SlowDown", True), JOB_B: ("SlowDown", True), JOB_C: ("InvalidJob", False)}
     pending.fail_add = {JOB_B}
     out = p.process([JOB_A, JOB_B, JOB_C], "timer", Deadline.never())
     assert out.by_id[JOB_A].status == "pending"
@@ -165,7 +233,7 @@ def test_deadline_reached_between_query_and_write_parks_terminal_jobs():
     p, _ci, sink, pending, _ = make({JOB_A: "Success"}, clock=clock, cost_s=5)
     out = p.process([JOB_A], "direct", Deadline(3, clock=clock))
     assert out.by_id[JOB_A].status == "pending" and out.by_id[JOB_A].reason == "DeadlineReached"
-    assert sink.writes == 0 and pending.entries[JOB_A].last_state == "Success"
+    assert sink.writes == 0 and JOB_A in pending.entries and out.by_id[JOB_A].state == "Success"
 
 
 def test_unreadable_registry_still_does_the_message_ids_and_asks_for_a_retry():
@@ -200,11 +268,11 @@ def test_every_id_gets_exactly_one_outcome(plan, registered, budget):
         if fault == "q-retry":
             ci.fail[jid] = ("InternalError", True)
         elif fault == "q-fatal":
-            ci.fail[jid] = ("AccessDenied", False)
+            ci.fail[jid] = ("InvalidParameter", False)
         elif fault == "w-retry":
             sink.fail[jid] = ("SlowDown", True)
         elif fault == "w-fatal":
-            sink.fail[jid] = ("AccessDenied", False)
+            sink.fail[jid] = ("InvalidJob", False)
         if add_fails:
             pending.fail_add.add(jid)
     deadline = Deadline(budget, clock=clock)

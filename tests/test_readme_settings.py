@@ -8,7 +8,7 @@ import pytest
 
 from cijobs.settings import SETTINGS
 from cijobs_tools.deploy.readme import BEGIN, END, settings_table, update_readme
-from conftest import ROOT
+from fakes import ROOT
 
 
 def readme() -> str:

@@ -24,7 +24,7 @@ from cijobs.pipeline import Pipeline
 from cijobs.settings import Settings
 from cijobs.sinks import build_sinks
 from cijobs_tools.emulator import Emulator
-from triggers_fakes import JOB_A, JOB_B, FakeCI, FakeClock, FakePending, FakeSink
+from fakes import JOB_A, JOB_B, FakeCI, FakeClock, FakePending, FakeSink
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 CREDS = Credentials("AKIDreliab", "reliability-secret-key", None)
@@ -82,10 +82,19 @@ def test_a_tick_over_pending_jobs_is_one_listing_per_1000_entries() -> None:
         tick = pipeline.tick(Deadline(60))
         assert tick.counts()["pending"] == 1500 and tick.counts()["failed"] == 0
         assert {o.state for o in tick.by_id.values()} == {"Running"}
-        # two list pages (1000 + 500), no GET/PUT/DELETE of any entry
-        assert cos_requests(emu, before) == [("GET", ""), ("GET", "")]
+        # the list marker, two list pages of entries (1000 + 500), one of markers, one PUT per answered
+        # marker (CI answered for the first time), no read or rewrite of any entry
+        after = cos_requests(emu, before)
+        lists = [r for r in after if r == ("GET", "")]
+        assert len(lists) == 3 and ("GET", "state/.list-marker") in after  # no marker yet: one empty page
+        assert sum(1 for m, k in after if m == "PUT" and "/.answered/" in k) == 1500
+        assert not [r for r in after if "/.pending/" in r[1]]
         # the entries were not rewritten: one PUT each, ever
         assert set(emu.cos.put_counts.values()) == {1}
+        before = len(emu.cos.requests)
+        clock.now += 60
+        pipeline.tick(Deadline(60))  # markers exist now: a tick is listings only
+        assert {m for m, _k in cos_requests(emu, before)} == {"GET"}
 
 
 def test_first_seen_is_the_listing_last_modified_and_survives_re_adds() -> None:
@@ -95,11 +104,10 @@ def test_first_seen_is_the_listing_last_modified_and_survives_re_adds() -> None:
         [a, b] = ids(2)
         assert pending.add([a], now=clock.now, source="callback") == []
         clock.now += 500
-        assert pending.add([a, b], now=clock.now, source="timer", state="Running") == []
-        assert pending.update(a, "Running", clock.now) is None
-        listed = {e.job_id: e for e in pending.list()}
+        assert pending.add([a, b], now=clock.now, source="timer") == []
+        listed = {e.job_id: e for e in pending.listing(resume=False).entries}
         assert listed[a].first_seen == 1_800_000_000.0 and listed[b].first_seen == 1_800_000_500.0
-        assert [e.job_id for e in pending.list()] == [a, b]  # oldest first
+        assert [e.job_id for e in pending.listing(resume=False).entries] == [a, b]  # oldest first
         got = pending.get(a)
         assert got is not None and got.source == "callback"
 
@@ -130,7 +138,7 @@ def test_unusable_last_modified_falls_back_to_reading_the_entry(value: str, tmp_
     # the file store lists no LastModified: entries are read (local disk), FirstSeen from the body
     reg = build_pending_store(Settings(pending_store=f"file://{tmp_path}"), lambda: CREDS)
     reg.add(ids(1), now=123.0, source="x")
-    [e] = reg.list()
+    [e] = reg.listing(resume=False).entries
     assert e.first_seen == 123.0 and e.source == "x"
 
 
@@ -172,7 +180,15 @@ def test_direct_invoke_with_a_working_registry_parks_and_returns() -> None:
 
 def test_direct_invoke_non_retryable_failure_is_reported_not_raised() -> None:
     app, ci, _sink, pending = make_app({JOB_A: "Success"})
-    ci.fail = {JOB_A: ("AccessDenied", False)}
+    ci.fail = {JOB_A: ("InvalidParameter", False)}
     pending.broken = True
     summary = app({"JobIds": [JOB_A]}, {"time_limit_in_ms": 10000})
     assert summary["Outcomes"][0]["Outcome"] == "failed" and not summary["Outcomes"][0]["Retryable"]
+
+
+def test_direct_invoke_configuration_failure_that_cannot_be_parked_raises() -> None:
+    app, ci, _sink, pending = make_app({JOB_A: "Success"})
+    ci.fail = {JOB_A: ("AccessDenied", False)}  # configuration: parked, never failed
+    pending.broken = True
+    with pytest.raises(InvocationFailedError, match=JOB_A):
+        app({"JobIds": [JOB_A]}, {"time_limit_in_ms": 10000})

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import pytest
 
 from cijobs_tools.emulator import Emulator
-from conftest import load_module
+from fakes import load_module
 
 soak = load_module("cijobs_bench_soak", "bench", "soak.py")
 ENV_PREFIXES = ("CI_", "COS_", "CMQ_", "RESULT_", "PENDING_", "API_TOKEN", "TENCENTCLOUD_", "TRUST_", "ALLOW_",

@@ -19,7 +19,7 @@ from cijobs.models import QueryResult
 from cijobs.pipeline import Pipeline
 from cijobs.settings import Settings
 from cijobs_tools.emulator import Emulator
-from conftest import load_module
+from fakes import FakePending, load_module
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 SECRET_ID, SECRET_KEY = "AKIDreviewtest", "review-secret-key-value"
@@ -96,17 +96,7 @@ def test_pipeline_treats_a_container_state_as_not_finished():
         def write(self, jobs, deadline=None):
             raise AssertionError("a job with an unknown state must not be written")
 
-    class Registry:
-        def add(self, ids, **kw):
-            return []
-
-        def list(self, limit=None):
-            return []
-
-        def remove(self, ids):
-            pass
-
-    out = Pipeline(SETTINGS, Client(), Sink(), Registry()).process(["jaaaaaaaaaaaaaaaaaaaa"], "direct", Deadline(10))
+    out = Pipeline(SETTINGS, Client(), Sink(), FakePending()).process(["jaaaaaaaaaaaaaaaaaaaa"], "direct", Deadline(10))
     [o] = out.by_id.values()
     assert (o.status, o.reason, o.state) == ("pending", "NotFinished", None)
 
@@ -117,7 +107,7 @@ def poison(emu: Emulator, job_id: str) -> None:
     emu.ci.jobs[job_id]._xml = b"<JobsDetail><JobId><x>1</x></JobId><State>Success</State></JobsDetail>"
 
 
-def test_timer_tick_survives_a_poison_jobid_and_the_id_still_expires(emu_env):
+def test_timer_tick_survives_a_poison_jobid_which_stays_pending_as_unanswered(emu_env):
     emu, handler = emu_env
     emu.ci.add_job(OK, tag="Transcode", state="Success")
     poison(emu, POISON)
@@ -131,12 +121,13 @@ def test_timer_tick_survives_a_poison_jobid_and_the_id_still_expires(emu_env):
     assert outcomes(first) == {OK: ("written", None), POISON: ("pending", "MissingFromResponse")}
     assert pending_ids(emu) == {POISON}
 
-    # Registered long ago: the next tick expires it instead of failing forever.
+    # Registered long ago, but CI never gave a usable answer for it: it is not expired (it may have
+    # finished), it stays pending and the summary counts it as unanswered for the operator.
     key = (BUCKET, f"state/.pending/{POISON}.json")
     emu.cos.objects[key] = dataclasses.replace(emu.cos.objects[key], last_modified=time.time() - 2 * 86400)
     second = handler.main_handler({"Type": "Timer", "Message": ""}, CONTEXT)
-    assert outcomes(second) == {POISON: ("failed", "PendingExpired")}
-    assert pending_ids(emu) == set()
+    assert outcomes(second) == {POISON: ("pending", "MissingFromResponse")}
+    assert pending_ids(emu) == {POISON}
 
 
 def test_ckafka_trusted_body_with_a_container_state_is_requeried(emu_env, monkeypatch):
@@ -156,19 +147,20 @@ def test_ckafka_trusted_body_with_a_container_state_is_requeried(emu_env, monkey
 # -- 3. a registered ID that fails permanently still expires ---------------------------------------------
 
 
-@pytest.mark.parametrize(("age_s", "expected", "removed"), [
-    (2 * 86400, ("failed", "PendingExpired"), ["jaaaaaaaaaaaaaaaaaaaa"]),
-    (60, ("failed", "AccessDenied"), []),
+@pytest.mark.parametrize(("age_s", "answered", "expected", "removed"), [
+    (2 * 86400, True, ("failed", "PendingExpired"), ["jaaaaaaaaaaaaaaaaaaaa"]),
+    (2 * 86400, False, ("failed", "InvalidParameter"), []),  # never answered: kept, not expired
+    (60, True, ("failed", "InvalidParameter"), []),
 ])
-def test_permanent_failure_of_a_registered_id_follows_the_age_rule(age_s, expected, removed):
-    from cijobs.models import ErrorInfo, JobFailure
-    from cijobs.pending import PendingEntry
+def test_permanent_failure_of_a_registered_id_follows_the_age_rule(age_s, answered, expected, removed):
+    from cijobs.models import ErrorInfo, JobFailure, PendingEntry, PendingListing
 
     job_id, now = "jaaaaaaaaaaaaaaaaaaaa", 1_800_000_000.0
 
     class Client:
         def query(self, ids, deadline=None):
-            return QueryResult(failed=[JobFailure(i, ErrorInfo("AccessDenied", "no", 403, None), False) for i in ids])
+            return QueryResult(failed=[JobFailure(i, ErrorInfo("InvalidParameter", "no", 400, None), False)
+                                       for i in ids])
 
     class Sink:
         def write(self, jobs, deadline=None):
@@ -181,11 +173,15 @@ def test_permanent_failure_of_a_registered_id_follows_the_age_rule(age_s, expect
         def add(self, ids, **kw):
             raise AssertionError("a registered ID is not re-added")
 
-        def list(self, limit=None):
-            return [PendingEntry(job_id, now - age_s, now - age_s, None, "timer")]
+        def listing(self, limit=50_000, deadline=None):
+            return PendingListing([PendingEntry(job_id, now - age_s, "timer", answered)])
 
-        def remove(self, ids):
+        def mark_answered(self, ids, deadline=None):
+            return []
+
+        def remove(self, ids, deadline=None):
             self.removed += list(ids)
+            return []
 
     registry = Registry()
     out = Pipeline(SETTINGS, Client(), Sink(), registry, clock=lambda: now).tick(Deadline(10))
@@ -193,7 +189,7 @@ def test_permanent_failure_of_a_registered_id_follows_the_age_rule(age_s, expect
     assert (o.status, o.reason, o.retryable) == (*expected, False)
     assert registry.removed == removed
     if removed:
-        assert "AccessDenied" in (o.message or "")
+        assert "InvalidParameter" in (o.message or "")
 
 
 # -- 2. the CMQ sink never raises out of write(); COS metadata is ASCII ------------------------------------

@@ -13,8 +13,7 @@ from cijobs.events import detect
 from cijobs.pipeline import Pipeline
 from cijobs.routes import Router, match_route
 from cijobs.settings import Settings
-from conftest import FIXTURES
-from triggers_fakes import JOB_A, JOB_B, JOB_C, FakeCI, FakeClock, FakePending, FakeSink
+from fakes import FIXTURES, JOB_A, JOB_B, JOB_C, FakeCI, FakeClock, FakePending, FakeSink
 
 TOKEN = "route-test-token-123"
 CALLBACK_XML = open(os.path.join(FIXTURES, "events", "ci-taskfinish-callback.xml"), "rb").read()

@@ -29,7 +29,7 @@ from cijobs.cos import CosClient, CosError
 from cijobs.credentials import Credentials
 from cijobs.signing import parse_authorization, sign_key
 from cijobs_tools.emulator import Emulator
-from conftest import load_module
+from fakes import load_module
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 SECRET_ID, SECRET_KEY, TOKEN = "AKIDsecuritytest", "security-secret-key-value", "security-session-token-value"

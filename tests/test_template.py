@@ -21,7 +21,7 @@ from cijobs_tools.deploy.template import (
     resolve_dead_letter,
     resolve_environment,
 )
-from conftest import ROOT
+from fakes import ROOT
 
 TEMPLATE = os.path.join(ROOT, "template.yaml")
 # Variables SCF itself sets (scf-platform.md §3.1): code may read them, the template must not declare them.

@@ -22,7 +22,7 @@ from cijobs.cmq_client import CmqError, CmqTarget, DataflowCmqClient
 from cijobs.cos import CosClient, CosError
 from cijobs.credentials import Credentials
 from cijobs.settings import Settings
-from conftest import Sleeps
+from fakes import Sleeps
 
 TLS = os.path.join(os.path.dirname(__file__), "data", "tls")
 CREDS = Credentials("AKIDtls", "tls-secret-key")

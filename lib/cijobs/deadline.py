@@ -24,6 +24,12 @@ class Deadline:
         """Seconds left (``inf`` when there is no deadline)."""
         return float("inf") if self._end is None else max(0.0, self._end - self._clock())
 
+    def extended(self, seconds: float) -> Deadline:
+        """The same deadline ``seconds`` later (never: stays never)."""
+        later = Deadline(None, clock=self._clock)
+        later._end = None if self._end is None else self._end + max(0.0, seconds)
+        return later
+
     def expired(self) -> bool:
         return self.remaining() <= 0.0
 

@@ -17,6 +17,7 @@ class ErrorInfo:
     message: str
     http_status: Optional[int] = None
     request_id: Optional[str] = None
+    failure_class: Optional[str] = field(default=None, compare=False)  # transient|throttle|configuration|final
 
     def as_dict(self) -> dict[str, Any]:
         return {"Code": self.code, "Message": self.message, "HttpStatus": self.http_status,
@@ -37,7 +38,8 @@ class ServiceError(Exception):
         self.request_id = request_id
 
     def to_error_info(self) -> ErrorInfo:
-        return ErrorInfo(self.code, self.message, self.status, self.request_id)
+        return ErrorInfo(self.code, self.message, self.status, self.request_id,
+                         getattr(self, "failure_class", None))
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,30 @@ class WriteResult:
             out["Error"] = self.error.as_dict()
             out["Retryable"] = self.retryable
         return out
+
+
+@dataclass(frozen=True)
+class PendingEntry:
+    """One job in the pending registry: when it was first registered, by which source, and whether CI has
+    ever answered for it (an ``.answered`` marker exists); ``answered`` is None when that is not known."""
+
+    job_id: str
+    first_seen: float
+    source: str = ""
+    answered: Optional[bool] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"JobId": self.job_id, "FirstSeen": self.first_seen, "Source": self.source, "Answered": self.answered}
+
+
+@dataclass(frozen=True)
+class PendingListing:
+    """What one tick read of the registry, oldest first. ``complete``: the whole registry was listed in
+    this call (so ``entries`` is all of it); otherwise a later tick continues where this one stopped."""
+
+    entries: list[PendingEntry] = field(default_factory=list)
+    complete: bool = True
+
+    @property
+    def unanswered(self) -> int:
+        return sum(1 for e in self.entries if e.answered is False)

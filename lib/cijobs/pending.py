@@ -1,31 +1,21 @@
 """The pending-jobs registry: jobs seen but not finished yet, one small object per job ID.
 
-``PENDING_STORE`` is ``cos://BUCKET-APPID.REGION/PREFIX`` or ``file://DIR``.
-Each entry lives at ``<prefix>/.pending/<JobId>.json`` and holds
-``{"JobId","FirstSeen","LastSeen","LastState","Source","Attempts"}`` (times in
-unix seconds) as they were when the job was first registered. Result keys never
-start a segment with ``.`` (see :class:`cijobs.sinks.base.KeyLayout`), so
-``.pending/`` cannot collide with results under the same bucket and prefix.
+``PENDING_STORE`` is ``cos://BUCKET-APPID.REGION/PREFIX`` or ``file://DIR``. Under its prefix:
 
-**Entries are written once.** A timer tick must cost one listing (one request per
-1,000 entries), not one request per entry: 10,000 pending jobs at 20 ms a request
-would otherwise spend most of a tick reading and rewriting the registry. So:
+* ``.pending/<JobId>.json``: the entry, ``{"JobId","FirstSeen","Source"}`` (unix seconds), written once
+  with create-if-absent (COS ``x-cos-forbid-overwrite``). Because it is never rewritten, the object's
+  ``LastModified`` *is* its ``FirstSeen``: a tick lists the registry (one request per 1,000 entries)
+  and reads nothing per entry (only entries listed without a usable ``LastModified`` are read).
+* ``.answered/<JobId>``: created (once per job, ever) the first time CI answers for the job. An entry
+  without one has never been answered, e.g. because every query failed (wrong key, unreachable
+  endpoint): such an entry never expires, it waits until CI answers.
+* ``.list-marker``: where the last tick's bounded listing stopped. A tick lists at most ``limit``
+  entries, from the marker on, so every entry is reached within ⌈N / limit⌉ ticks.
 
-* ``add`` creates with create-if-absent (COS ``x-cos-forbid-overwrite``) and does
-  nothing more when the entry exists: ``FirstSeen`` and ``Source`` of the first
-  registration are kept, with one request and no read.
-* ``list`` is one listing by prefix (paginated on COS). Because an entry is never
-  rewritten, the object's ``LastModified`` *is* the time it was first registered and
-  serves as ``FirstSeen`` (``LastSeen`` = ``FirstSeen``, ``LastState`` unknown). Only
-  an entry whose listing has no usable ``LastModified`` (the ``file://`` store, or an
-  odd server) is read (cheap on local disk); an entry that cannot be read as JSON
-  still appears (its ``JobId`` from the key, times from ``now`` of the listing).
-* ``update`` records nothing per observation any more (that would rewrite the object
-  and move its ``LastModified``, i.e. ``FirstSeen``); it only re-creates a missing entry.
-* ``remove`` deletes (absent is fine).
-
-``add``/``remove`` return the failures (``WriteResult`` with ``ok=False``);
-``update`` returns its failure or ``None``; ``list`` raises :class:`PendingError`.
+Result keys never start a segment with ``.`` (see :class:`cijobs.sinks.base.KeyLayout`), so none of
+these can collide with results under the same bucket and prefix. Every call takes the invocation
+deadline; ``add``/``remove``/``mark_answered`` return the failures, ``listing`` raises
+:class:`PendingError`.
 """
 
 from __future__ import annotations
@@ -34,19 +24,20 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Optional
 
 from .cos import CosClient, CredentialsSource
 from .deadline import Deadline
 from .log import get_logger
-from .models import WriteResult
+from .models import PendingEntry, PendingListing, WriteResult
 from .settings import Settings
 from .store import ObjectStore, StoreError, open_store
 from .targets import PENDING_DIR
 
 SUFFIX = ".json"
+ANSWERED_DIR = ".answered"
+LIST_MARKER = ".list-marker"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -58,38 +49,17 @@ class PendingError(Exception):
         self.retryable = retryable
 
 
-@dataclass(frozen=True)
-class PendingEntry:
-    job_id: str
-    first_seen: float
-    last_seen: float
-    last_state: Optional[str]
-    source: str
-    attempts: int = 1
+def encode_entry(entry: PendingEntry) -> bytes:
+    doc = {"JobId": entry.job_id, "FirstSeen": entry.first_seen, "Source": entry.source}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"JobId": self.job_id, "FirstSeen": self.first_seen, "LastSeen": self.last_seen,
-                "LastState": self.last_state, "Source": self.source, "Attempts": self.attempts}
 
-    def encode(self) -> bytes:
-        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-    @classmethod
-    def decode(cls, job_id: str, body: bytes) -> Optional[PendingEntry]:
-        try:
-            doc = json.loads(body.decode("utf-8"))
-            first = float(doc["FirstSeen"])
-            state = doc.get("LastState")
-            return cls(
-                job_id=job_id,
-                first_seen=first,
-                last_seen=float(doc.get("LastSeen", first)),
-                last_state=state if isinstance(state, str) else None,
-                source=str(doc.get("Source") or ""),
-                attempts=int(doc.get("Attempts", 1)),
-            )
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
-            return None
+def decode_entry(job_id: str, body: bytes) -> Optional[PendingEntry]:
+    try:
+        doc = json.loads(body.decode("utf-8"))
+        return PendingEntry(job_id, float(doc["FirstSeen"]), str(doc.get("Source") or ""))
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 class PendingStore:
@@ -106,9 +76,18 @@ class PendingStore:
             raise ValueError(f"not a usable job ID: {job_id!r}")
         return self.store.key(PENDING_DIR, job_id + SUFFIX)
 
+    def answered_key(self, job_id: str) -> str:
+        if not _usable_id(job_id):
+            raise ValueError(f"not a usable job ID: {job_id!r}")
+        return self.store.key(ANSWERED_DIR, job_id)
+
     @property
     def list_prefix(self) -> str:
         return self.store.key(PENDING_DIR) + "/"
+
+    @property
+    def answered_prefix(self) -> str:
+        return self.store.key(ANSWERED_DIR) + "/"
 
     def _map(self, fn: Callable[[str], Any], items: Sequence[str]) -> list[Any]:
         if len(items) <= 1 or self._concurrency == 1:
@@ -117,45 +96,50 @@ class PendingStore:
             return list(pool.map(fn, items))
 
     # -- mutations --------------------------------------------------------------------------------
-    def add(self, job_ids: Iterable[str], *, now: float, source: str, state: Optional[str] = None,
+    def add(self, job_ids: Iterable[str], *, now: float, source: str,
             deadline: Optional[Deadline] = None) -> list[WriteResult]:
-        """Register jobs (idempotent); returns the failures."""
+        """Register jobs (idempotent: an existing entry keeps its FirstSeen and Source), in parallel;
+        returns the failures."""
         ids = list(dict.fromkeys(job_ids))
-        results = self._map(lambda j: self._add_one(j, now, source, state, deadline), ids)
+        results = self._map(lambda j: self._add_one(j, now, source, deadline), ids)
         return [r for r in results if r is not None]
 
-    def _add_one(self, job_id: str, now: float, source: str, state: Optional[str],
-                 deadline: Optional[Deadline]) -> Optional[WriteResult]:
+    def _add_one(self, job_id: str, now: float, source: str, deadline: Optional[Deadline]) -> Optional[WriteResult]:
         try:
             key = self.key(job_id)
         except ValueError as exc:
-            return WriteResult.failed(job_id, state, "InvalidJobId", str(exc), retryable=False)
-        fresh = PendingEntry(job_id, now, now, state, source, 1)
+            return WriteResult.failed(job_id, None, "InvalidJobId", str(exc), retryable=False)
         try:
-            # Written once: an existing entry keeps its FirstSeen/Source (and its LastModified).
-            self.store.create(key, fresh.encode(), "application/json", {"jobid": job_id}, deadline)
+            self.store.create(key, encode_entry(PendingEntry(job_id, now, source)), "application/json",
+                              {"jobid": job_id}, deadline)
         except StoreError as exc:
-            self._log.warning("pending_add_failed", job_id=job_id, code=exc.code, retryable=exc.retryable)
-            return WriteResult.from_error(job_id, state, exc.to_error_info(), exc.retryable)
+            self._log.debug("pending_add_failed", job_id=job_id, code=exc.code, retryable=exc.retryable)
+            return WriteResult.from_error(job_id, None, exc.to_error_info(), exc.retryable)
         return None
 
-    def update(self, job_id: str, state: Optional[str], now: float,
-               deadline: Optional[Deadline] = None) -> Optional[WriteResult]:
-        """Another observation of a still-pending job: re-creates the entry if it is missing.
-
-        An existing entry is not rewritten (its ``LastModified`` is its ``FirstSeen``).
-        """
-        return self._add_one(job_id, now, "update", state, deadline)
-
-    def remove(self, job_ids: Iterable[str], deadline: Optional[Deadline] = None) -> list[WriteResult]:
-        """Forget jobs (absent is fine); returns the failures."""
+    def mark_answered(self, job_ids: Iterable[str], deadline: Optional[Deadline] = None) -> list[WriteResult]:
+        """Record that CI has answered for these jobs (create-if-absent, once per job); returns failures."""
         def one(job_id: str) -> Optional[WriteResult]:
             try:
-                self.store.delete(self.key(job_id), deadline)
+                self.store.create(self.answered_key(job_id), b"1", "text/plain", {}, deadline)
             except ValueError as exc:
                 return WriteResult.failed(job_id, None, "InvalidJobId", str(exc), retryable=False)
             except StoreError as exc:
-                self._log.warning("pending_remove_failed", job_id=job_id, code=exc.code, retryable=exc.retryable)
+                return WriteResult.from_error(job_id, None, exc.to_error_info(), exc.retryable)
+            return None
+
+        return [r for r in self._map(one, list(dict.fromkeys(job_ids))) if r is not None]
+
+    def remove(self, job_ids: Iterable[str], deadline: Optional[Deadline] = None) -> list[WriteResult]:
+        """Forget jobs (entry and marker; absent is fine); returns the failures."""
+        def one(job_id: str) -> Optional[WriteResult]:
+            try:
+                self.store.delete(self.key(job_id), deadline)
+                self.store.delete(self.answered_key(job_id), deadline)
+            except ValueError as exc:
+                return WriteResult.failed(job_id, None, "InvalidJobId", str(exc), retryable=False)
+            except StoreError as exc:
+                self._log.debug("pending_remove_failed", job_id=job_id, code=exc.code, retryable=exc.retryable)
                 return WriteResult.from_error(job_id, None, exc.to_error_info(), exc.retryable)
             return None
 
@@ -164,70 +148,114 @@ class PendingStore:
     # -- reads ------------------------------------------------------------------------------------
     def get(self, job_id: str, deadline: Optional[Deadline] = None) -> Optional[PendingEntry]:
         try:
-            return self._read(job_id, self.key(job_id), deadline)
+            entry = self._read(job_id, self.key(job_id), deadline)
+            if entry is None:
+                return None
+            answered = self.store.get(self.answered_key(job_id), deadline) is not None
         except StoreError as exc:
             raise PendingError(exc.code, exc.message, exc.retryable) from None
+        return PendingEntry(entry.job_id, entry.first_seen, entry.source, answered)
 
     def _read(self, job_id: str, key: str, deadline: Optional[Deadline]) -> Optional[PendingEntry]:
         obj = self.store.get(key, deadline)
         if obj is None or obj.body is None:
             return None
-        entry = PendingEntry.decode(job_id, obj.body)
+        entry = decode_entry(job_id, obj.body)
         if entry is None:
             self._log.warning("pending_entry_unreadable", job_id=job_id, key=key)
-            now = self._clock()
-            return PendingEntry(job_id, now, now, None, "", 1)
+            return PendingEntry(job_id, self._clock())
         return entry
 
-    def _listed(self, deadline: Optional[Deadline]) -> list[tuple[str, Optional[float]]]:
-        """``(job_id, LastModified as unix seconds or None)`` for every entry, sorted by ID."""
-        try:
-            listed = self.store.list(self.list_prefix, deadline)
-        except StoreError as exc:
-            raise PendingError(exc.code, exc.message, exc.retryable) from None
-        prefix = self.list_prefix
+    def _ids(self, listed: Iterable[Any], prefix: str, suffix: str) -> list[tuple[str, Optional[float]]]:
         out = []
         for obj in listed:
             rest = obj.key[len(prefix):]
-            if obj.key.startswith(prefix) and rest.endswith(SUFFIX) and "/" not in rest:
-                out.append((rest[: -len(SUFFIX)], parse_last_modified(obj.last_modified)))
-        out.sort()
+            if obj.key.startswith(prefix) and rest.endswith(suffix) and "/" not in rest and rest != suffix:
+                job_id = rest[: len(rest) - len(suffix)] if suffix else rest
+                out.append((job_id, parse_last_modified(obj.last_modified)))
         return out
 
     def list_ids(self, limit: Optional[int] = None, deadline: Optional[Deadline] = None) -> list[str]:
-        """Job IDs in the registry (one listing, no reads), sorted."""
-        ids = [job_id for job_id, _ in self._listed(deadline)]
-        return ids if limit is None else ids[: max(0, limit)]
+        """Job IDs in the registry (listing only, no reads), sorted."""
+        try:
+            listed, _more = self.store.list_page(self.list_prefix, "", limit if limit is not None else 10**9,
+                                                 deadline)
+        except StoreError as exc:
+            raise PendingError(exc.code, exc.message, exc.retryable) from None
+        return sorted(job_id for job_id, _ in self._ids(listed, self.list_prefix, SUFFIX))
 
-    def list(self, limit: Optional[int] = None, deadline: Optional[Deadline] = None) -> list[PendingEntry]:
-        """Every entry (oldest ``FirstSeen`` first); ``limit`` caps how many are returned.
+    def listing(self, limit: int = 50_000, deadline: Optional[Deadline] = None, *,
+                resume: bool = True) -> PendingListing:
+        """Up to ``limit`` entries, oldest ``FirstSeen`` first, each with its ``answered`` flag.
 
-        One listing; ``FirstSeen`` comes from ``LastModified`` (entries are written once).
-        Only entries listed without a usable ``LastModified`` are read.
+        With ``resume`` the listing starts where the previous bounded listing stopped (``.list-marker``)
+        and moves the marker on; ``complete`` is True only when the whole registry was listed in this
+        call. The deadline stops the listing early (what was listed is returned, ``complete`` False).
         """
-        listed = self._listed(deadline)
+        start = self._read_marker(deadline) if resume else ""
+        try:
+            listed, more = self.store.list_page(self.list_prefix, start, limit, deadline)
+        except StoreError as exc:
+            raise PendingError(exc.code, exc.message, exc.retryable) from None
+        found = self._ids(listed, self.list_prefix, SUFFIX)
+        if resume:
+            self._write_marker(listed[-1].key if more and listed else "", start, deadline)
+        answered = self._answered(found, deadline)
         entries: list[PendingEntry] = []
         unknown: list[str] = []
-        for job_id, modified in listed:
+        for job_id, modified in found:
             if modified is not None:
-                entries.append(PendingEntry(job_id, modified, modified, None, "", 1))
+                entries.append(PendingEntry(job_id, modified, "", answered.get(job_id)))
             elif _usable_id(job_id):
                 unknown.append(job_id)
             else:  # not ours (cannot be read by ID); listed so that the pipeline reports it
-                now = self._clock()
-                entries.append(PendingEntry(job_id, now, now, None, "", 1))
-
-        def one(job_id: str) -> Optional[PendingEntry]:
-            return self._read(job_id, self.key(job_id), deadline)
-
+                entries.append(PendingEntry(job_id, self._clock(), "", answered.get(job_id)))
         if unknown:
             try:
-                read = self._map(one, unknown)
+                read = self._map(lambda j: self._read(j, self.key(j), deadline), unknown)
             except StoreError as exc:
                 raise PendingError(exc.code, exc.message, exc.retryable) from None
-            entries.extend(e for e in read if e is not None)  # removed while listing: gone
+            entries.extend(PendingEntry(e.job_id, e.first_seen, e.source, answered.get(e.job_id))
+                           for e in read if e is not None)  # removed while listing: gone
         entries.sort(key=lambda e: (e.first_seen, e.job_id))
-        return entries if limit is None else entries[: max(0, limit)]
+        return PendingListing(entries, complete=not more and not start)
+
+    def _answered(self, found: list[tuple[str, Optional[float]]], deadline: Optional[Deadline]) -> dict[str, bool]:
+        """``{JobId: has a marker}`` for the listed IDs; IDs whose marker could not be checked are left out
+        (unknown: such an entry does not expire this tick)."""
+        if not found:
+            return {}
+        # Markers sort like the entries: list from just before the first listed ID (a strict prefix of
+        # its marker key sorts before it), about as many as were listed.
+        start = self.answered_key(found[0][0])[:-1] if _usable_id(found[0][0]) else ""
+        try:
+            markers, more = self.store.list_page(self.answered_prefix, start, len(found) * 2 + 10, deadline)
+        except StoreError as exc:
+            self._log.warning("pending_answered_list_failed", code=exc.code)
+            return {}
+        have = {job_id for job_id, _ in self._ids(markers, self.answered_prefix, "")}
+        if not more:
+            return {job_id: job_id in have for job_id, _ in found}
+        reached = max(have, default="")
+        return {job_id: job_id in have for job_id, _ in found if job_id <= reached}
+
+    def _read_marker(self, deadline: Optional[Deadline]) -> str:
+        try:
+            obj = self.store.get(self.store.key(LIST_MARKER), deadline)
+        except StoreError:
+            return ""  # start from the beginning: at worst some entries are listed twice as often
+        if obj is None or not obj.body:
+            return ""
+        key = obj.body.decode("utf-8", "replace").strip()
+        return key if key.startswith(self.list_prefix) else ""
+
+    def _write_marker(self, key: str, previous: str, deadline: Optional[Deadline]) -> None:
+        if key == previous:
+            return
+        try:
+            self.store.put(self.store.key(LIST_MARKER), key.encode("utf-8"), "text/plain", {}, deadline)
+        except StoreError as exc:
+            self._log.warning("pending_list_marker_failed", code=exc.code)
 
 
 def _usable_id(job_id: str) -> bool:
@@ -258,5 +286,4 @@ def build_pending_store(
     def cos() -> CosClient:
         return cos_client if cos_client is not None else CosClient(settings, credentials)
 
-    store = open_store(settings.pending_store, cos)
-    return PendingStore(store, concurrency=settings.ci_concurrency)
+    return PendingStore(open_store(settings.pending_store, cos), concurrency=settings.ci_concurrency)

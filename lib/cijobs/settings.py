@@ -147,7 +147,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PENDING_STORE", "pending_store", _store, DEFAULT_PENDING_STORE,
             "Pending-jobs registry: file://DIR or cos://BUCKET-APPID.REGION/PREFIX."),
     Setting("PENDING_MAX_AGE_S", "pending_max_age_s", _int_range(60, 30 * 86400), 86400,
-            "A job still not finished this long after it was first registered is reported as PendingExpired."),
+            "A job CI still reports unfinished this long after it was first registered is reported as "
+            "PendingExpired and removed (a job CI never answered for stays until it does)."),
+    Setting("PENDING_LIST_MAX", "pending_list_max", _int_range(100, 1_000_000), 50_000,
+            "Most registry entries one timer tick lists; the next tick continues where it stopped, so every "
+            "entry is reached within ceil(entries / PENDING_LIST_MAX) ticks."),
     Setting("COS_ENDPOINT", "cos_endpoint", _endpoint, None,
             "Override of the COS endpoint URL (private endpoint, local emulator)."),
     Setting("CMQ_ENDPOINT", "cmq_endpoint", _endpoint, None,
@@ -197,6 +201,7 @@ class Settings:
     result_index: str = "none"
     pending_store: StoreUrl = field(default_factory=lambda: parse_store_url(DEFAULT_PENDING_STORE, "PENDING_STORE"))
     pending_max_age_s: int = 86400
+    pending_list_max: int = 50_000
     cos_endpoint: Optional[str] = None
     cmq_endpoint: Optional[str] = None
     cmq_mode: str = "dataflow"

@@ -13,7 +13,7 @@ once against this protocol, so ``file://`` and ``cos://`` behave the same:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
@@ -66,5 +66,11 @@ class ObjectStore(Protocol):
     def delete(self, key: str, deadline: Optional[Deadline] = None) -> None: ...
 
     def list(self, prefix: str, deadline: Optional[Deadline] = None) -> list[Listed]: ...
+
+    def list_page(self, prefix: str, start_after: str = "", limit: int = 1000,
+                  deadline: Optional[Deadline] = None) -> tuple[Sequence[Listed], bool]:
+        """At most ``limit`` keys under ``prefix`` after ``start_after``, in key order, and whether more
+        remain (also True when the deadline stopped the listing early)."""
+        ...
 
     def pointer(self, key: str) -> dict[str, str]: ...

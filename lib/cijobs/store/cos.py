@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Optional
 
 from ..cos import CosClient, CosError, meta_from_headers
@@ -77,6 +77,27 @@ class CosObjectStore:
         except CosError as exc:
             raise _store_error(exc) from None
         return [Listed(o.key, o.size, o.last_modified) for o in objs]
+
+    def list_page(self, prefix: str, start_after: str = "", limit: int = 1000,
+                  deadline: Optional[Deadline] = None) -> tuple[Sequence[Listed], bool]:
+        """Pages of GET Bucket from ``start_after`` until ``limit`` keys, the end, or the deadline."""
+        out: list[Listed] = []
+        marker: Optional[str] = start_after or None
+        while len(out) < limit:
+            if deadline is not None and deadline.expired():
+                return out, True
+            try:
+                page = self._client.list_objects(self._loc.bucket, self._loc.region, prefix, marker,
+                                                 max_keys=min(1000, limit - len(out)), deadline=deadline)
+            except CosError as exc:
+                if out and exc.retryable:  # keep what was listed; the rest comes next time
+                    return out, True
+                raise _store_error(exc) from None
+            out.extend(Listed(o.key, o.size, o.last_modified) for o in page.objects)
+            if not page.is_truncated or not page.next_marker or page.next_marker == marker:
+                return out, False
+            marker = page.next_marker
+        return out, True
 
     def pointer(self, key: str) -> dict[str, str]:
         return {"Bucket": self._loc.bucket, "Region": self._loc.region, "Key": key}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Optional
 
 from ..deadline import Deadline
@@ -120,6 +120,11 @@ class FileObjectStore:
                         continue  # removed while listing
                     out.append(Listed(key, size))
         return sorted(out, key=lambda o: o.key)
+
+    def list_page(self, prefix: str, start_after: str = "", limit: int = 1000,
+                  deadline: Optional[Deadline] = None) -> tuple[Sequence[Listed], bool]:
+        after = [o for o in self.list(prefix, deadline) if o.key > start_after]
+        return after[: max(0, limit)], len(after) > limit
 
     def pointer(self, key: str) -> dict[str, str]:
         return {"Path": self.path(key), "Key": key}

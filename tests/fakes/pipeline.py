@@ -1,11 +1,10 @@
-"""Small in-memory fakes for the triggers tests (CI client, sink, pending registry, clocks)."""
+"""In-memory fakes of the pipeline's collaborators: CI client, sink, pending registry, clocks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
-from cijobs.models import ErrorInfo, JobFailure, QueryResult, WriteResult
+from cijobs.models import ErrorInfo, JobFailure, PendingEntry, PendingListing, QueryResult, WriteResult
 
 JOB_A = "j" + "a" * 32
 JOB_B = "j" + "b" * 32
@@ -91,44 +90,43 @@ class FakeSink:
         return out
 
 
-@dataclass(frozen=True)
-class Entry:
-    job_id: str
-    first_seen: float
-    last_seen: float
-    last_state: Optional[str]
-    source: str
-
-
 class FakePending:
+    """The pending registry in memory, with the registry's API (entries, ``.answered`` markers, listing)."""
+
     def __init__(self) -> None:
-        self.entries: dict[str, Entry] = {}
+        self.entries: dict[str, PendingEntry] = {}
+        self.answered: set[str] = set()
         self.fail_add: set[str] = set()
         self.broken = False
+        self.adds: list[list[str]] = []  # the IDs of each add() call
 
-    def add(self, job_ids: Any, *, now: float, source: str, state: Optional[str] = None) -> list[WriteResult]:
+    def add(self, job_ids: Any, *, now: float, source: str, deadline: Any = None) -> list[WriteResult]:
         if self.broken:
             raise OSError("registry down")
+        ids = list(job_ids)
+        self.adds.append(ids)
         failures = []
-        for jid in job_ids:
+        for jid in ids:
             if jid in self.fail_add:
-                failures.append(WriteResult.failed(jid, state, "SlowDown", "no", True))
+                failures.append(WriteResult.failed(jid, None, "SlowDown", "no", True))
                 continue
-            old = self.entries.get(jid)
-            self.entries[jid] = Entry(jid, old.first_seen if old else now, now, state,
-                                      old.source if old else source)
+            if jid not in self.entries:  # written once: FirstSeen and Source of the first registration
+                self.entries[jid] = PendingEntry(jid, now, source)
         return failures
 
-    def list(self, limit: Optional[int] = None) -> list[Entry]:
+    def mark_answered(self, job_ids: Any, deadline: Any = None) -> list[WriteResult]:
+        self.answered.update(job_ids)
+        return []
+
+    def listing(self, limit: int = 50_000, deadline: Any = None) -> PendingListing:
         if self.broken:
             raise OSError("registry down")
-        return sorted(self.entries.values(), key=lambda e: e.first_seen)
+        entries = sorted(self.entries.values(), key=lambda e: (e.first_seen, e.job_id))
+        return PendingListing([PendingEntry(e.job_id, e.first_seen, e.source, e.job_id in self.answered)
+                               for e in entries[:limit]], complete=len(entries) <= limit)
 
-    def update(self, job_id: str, state: Optional[str], now: float) -> None:
-        old = self.entries[job_id]
-        self.entries[job_id] = Entry(job_id, old.first_seen, now, state, old.source)
-
-    def remove(self, job_ids: Any) -> list[WriteResult]:
+    def remove(self, job_ids: Any, deadline: Any = None) -> list[WriteResult]:
         for jid in job_ids:
             self.entries.pop(jid, None)
+            self.answered.discard(jid)
         return []
