@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 ## Run the main job against the built-in local emulator (no cloud account needed).
+## make run ARGS="--verbose --keep": also print the full JSON, keep the temporary directory.
 run: $(STAMP)
 	$(BIN)/python -m cijobs_tools.demo $(ARGS)
 

@@ -98,19 +98,3 @@ def test_deadline_with_latency(emu: Emulator) -> None:
     result = client(emu, attempts=1).query(ids, Deadline(0.1))
     assert [f.job_id for f in result.failed] == ids
     assert all(f.retryable and f.error.code == "Timeout" for f in result.failed)
-
-
-def test_demo_runs_query_step_against_emulator() -> None:
-    import io
-    import json
-
-    from cijobs_tools import demo
-
-    out = io.StringIO()
-    assert demo.main(out=out) == 0
-    text = out.getvalue()
-    doc = json.loads("\n".join(line for line in text.splitlines() if not line.startswith("#")))
-    assert [j["JobId"] for j in doc["JobsDetail"]] == [j for j, _, _ in demo.SAMPLE_JOBS]
-    assert [j["State"] for j in doc["JobsDetail"]] == [s for _, _, s in demo.SAMPLE_JOBS]
-    assert doc["NonExistJobIds"] == [demo.MISSING_JOB_ID] and doc["Failed"] == []
-    assert demo.SECRET_KEY not in text and demo.SESSION_TOKEN not in text

@@ -273,19 +273,3 @@ def test_logs_of_a_whole_invocation_carry_no_secret(world, capsys):
     for secret in (SECRET_KEY, SESSION_TOKEN, TOKEN):
         assert secret not in out
     assert not re.search(r"q-signature=[0-9a-f]{8}", out)
-
-
-def test_make_run_demo_runs_the_handler_on_every_sample(monkeypatch):
-    import io
-
-    from cijobs_tools import demo
-
-    before = dict(os.environ)
-    out = io.StringIO()
-    assert demo.main(out=out) == 0
-    text = out.getvalue()
-    ran = [line.split()[1] for line in text.splitlines() if line.startswith("#   events/")]
-    assert ran == [f"events/{n}" for n in demo.EVENT_SEQUENCE]
-    assert "# written (6):" in text and "# still pending: 0" in text
-    assert "raised" not in text and " HTTP 4" not in text and " HTTP 5" not in text
-    assert dict(os.environ) == before  # the demo restores the environment

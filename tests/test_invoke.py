@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 
 import pytest
 
 from cijobs_tools.cli import main
-from cijobs_tools.cli.invoke import fake_context
+from cijobs_tools.cli.invoke import decode_http_answer, fake_context
 from cijobs_tools.emulator import Emulator
 from fakes import ROOT
 
@@ -44,7 +45,7 @@ def test_fake_context_has_the_scf_shape():
 
 def test_invoke_prints_the_response_and_keeps_logs_on_stderr(emu_env, capsys):
     _emu, tmp = emu_env
-    rc = main(["invoke", os.path.join(ROOT, "events", "direct.json"), "--request-id", "cli-req-1"])
+    rc = main(["invoke", os.path.join(ROOT, "events", "direct.json"), "--request-id", "cli-req-1", "-v"])
     captured = capsys.readouterr()
     assert rc == 0
     summary = json.loads(captured.out)  # stdout is exactly the response
@@ -54,10 +55,61 @@ def test_invoke_prints_the_response_and_keeps_logs_on_stderr(emu_env, capsys):
     assert os.path.isdir(tmp / "results")
 
 
-def test_invoke_http_event_prints_the_integration_response(emu_env, capsys):
+def test_invoke_logs_warnings_only_by_default(emu_env, capsys, monkeypatch):
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    assert main(["invoke", os.path.join(ROOT, "events", "direct.json")]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["Outcomes"]
+    assert '"level": "info"' not in captured.err
+    assert "LOG_LEVEL" not in os.environ  # restored after the run
+    monkeypatch.setenv("LOG_LEVEL", "info")  # applies when no flag is given...
+    assert main(["invoke", os.path.join(ROOT, "events", "direct.json")]) == 0
+    assert '"level": "info"' in capsys.readouterr().err
+    assert main(["invoke", "-q", os.path.join(ROOT, "events", "direct.json")]) == 0  # ...a flag wins
+    assert '"level": "info"' not in capsys.readouterr().err
+    assert os.environ["LOG_LEVEL"] == "info"
+
+
+def test_invoke_http_event_prints_the_decoded_body(emu_env, capsys):
     rc = main(["invoke", os.path.join(ROOT, "events", "apigw-get-jobs.json")])
     out = json.loads(capsys.readouterr().out)
-    assert rc == 0 and out["statusCode"] == 200 and json.loads(out["body"])["JobsDetail"]
+    assert rc == 0 and out["statusCode"] == 200
+    assert {j["JobId"] for j in out["body"]["JobsDetail"]} >= {OK}  # a JSON document, not an escaped string
+
+
+def test_invoke_http_503_exits_1(emu_env, capsys, monkeypatch):
+    monkeypatch.delenv("CI_BUCKET")  # the function is misconfigured: an HTTP caller gets 503
+    rc = main(["invoke", os.path.join(ROOT, "events", "apigw-get-jobs.json")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1 and out["statusCode"] == 503
+    assert out["body"]["Error"]["Code"] == "ConfigurationError" and "CI_BUCKET" in out["body"]["Error"]["Message"]
+
+
+def test_invoke_http_4xx_is_an_answer_exit_0(emu_env, capsys, tmp_path):
+    event = load_event("apigw-get-jobs.json")
+    event["headers"] = {k: v for k, v in event["headers"].items() if k.lower() != "authorization"}
+    path = tmp_path / "no-token.json"
+    path.write_text(json.dumps(event))
+    assert main(["invoke", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["statusCode"] == 401
+
+
+def test_invoke_jsonl_prints_the_whole_return_value_on_one_line(emu_env, capsys):
+    assert main(["invoke", "--output", "jsonl", os.path.join(ROOT, "events", "apigw-get-jobs.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    doc = json.loads(out)
+    assert doc["statusCode"] == 200 and doc["body"]["JobsDetail"] and "headers" in doc
+
+
+@pytest.mark.parametrize(("answer", "body"), [
+    ({"statusCode": 200, "body": '{"a": [1]}'}, {"a": [1]}),
+    ({"statusCode": 200, "body": "plain text"}, "plain text"),
+    ({"statusCode": 200, "isBase64Encoded": True, "body": base64.b64encode(b'{"b": 2}').decode()}, {"b": 2}),
+    ({"statusCode": 200, "isBase64Encoded": True, "body": base64.b64encode(b"\xff\xfe").decode()}, "//4="),
+])
+def test_decode_http_answer(answer, body):
+    assert decode_http_answer(answer)["body"] == body
 
 
 def test_invoke_handler_error_exit_1_structured_no_traceback(emu_env, capsys, tmp_path):

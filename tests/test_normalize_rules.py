@@ -1,9 +1,8 @@
 """Unit rules of the normalizer: scalar parsing, table compilation, envelope, JSON
-shapes, drift logging, repairs, and the `cijobs normalize` CLI."""
+shapes, drift logging and repairs (the `cijobs normalize` CLI: tests/test_cli_normalize.py)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -11,7 +10,6 @@ import sys
 from typing import Any
 
 import pytest
-import structlog
 
 from cijobs.normalize import (
     DriftReporter,
@@ -21,7 +19,6 @@ from cijobs.normalize import (
 )
 from cijobs.normalize.scalars import parse_bool, parse_float, parse_int, parse_timestamp
 from cijobs.normalize.table import TableError, compile_table, expand, load_raw, lookup
-from cijobs_tools.cli import main
 from fakes import FIXTURES
 
 
@@ -347,71 +344,4 @@ def test_repair_is_opt_in_and_named() -> None:
     assert info.value.raw == other
 
 
-# ------------------------------------------------------------------ CLI
-
-
-@pytest.fixture(autouse=True)
-def _restore_structlog() -> Any:
-    """`cijobs normalize` configures structlog for the process (stderr); undo it."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
-
-
-def test_cli_prints_sorted_indented_json(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["normalize", os.path.join(FIXTURES, "Tts.xml")])
-    out = capsys.readouterr().out
-    assert rc == 0
-    doc = json.loads(out)
-    assert doc["JobsDetail"][0]["Tag"] == "Tts"
-    assert out == json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-
-
-def test_cli_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    body = "<Response><JobsDetail><JobId>j1</JobId><Message>完成</Message></JobsDetail></Response>".encode()
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(body)))
-    assert main(["normalize", "-"]) == 0
-    out = capsys.readouterr().out
-    assert '"Message": "完成"' in out
-
-
-@pytest.mark.parametrize(
-    ("path", "needle"),
-    [
-        (os.path.join(FIXTURES, "seed-success.xml"), "MalformedDocumentError"),
-        (os.path.join(FIXTURES, "callback-Translation.json"), "line 27, column 9"),
-        (os.path.join(FIXTURES, "no-such-file.xml"), "cannot read"),
-    ],
-)
-def test_cli_errors_exit_2_with_one_line(path: str, needle: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["normalize", path]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert needle in captured.err and captured.err.count("\n") == 1
-
-
-def test_cli_forbidden_xml(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    bomb = tmp_path / "bomb.xml"
-    bomb.write_bytes(b'<!DOCTYPE r [<!ENTITY a "aaaa">]><Response>&a;</Response>')
-    assert main(["normalize", str(bomb)]) == 2
-    err = capsys.readouterr().err
-    assert "ForbiddenXMLError" in err and err.count("\n") == 1
-
-
-def test_cli_repair_flag(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["normalize", "--repair", "stray-close-tag", os.path.join(FIXTURES, "seed-running.xml")]) == 0
-    assert json.loads(capsys.readouterr().out)["JobsDetail"][0]["State"] == "Running"
-    assert main(["normalize", "--repair", "bogus", os.path.join(FIXTURES, "seed-running.xml")]) == 2
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/normalize.py does not pass on_drift to normalize_document yet (owned outside normalize/)",
-)
-def test_cli_drift_logs_go_to_stderr(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    body = tmp_path / "drift.xml"
-    body.write_bytes(b"<Response><JobsDetail><JobId>j1</JobId><Progress>lots</Progress></JobsDetail></Response>")
-    assert main(["normalize", str(body)]) == 0
-    captured = capsys.readouterr()
-    assert json.loads(captured.out)["JobsDetail"][0]["Progress"] == "lots"
-    assert "schema_drift" in captured.err
+# The `cijobs normalize` tests live in tests/test_cli_normalize.py.

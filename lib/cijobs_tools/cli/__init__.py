@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Optional
+from typing import Any, Optional
+
+from .output import add_verbosity_arguments
 
 # verb -> (module under cijobs.cli, one-line help)
 VERBS = {
@@ -21,6 +23,44 @@ VERBS = {
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
+DESCRIPTION = """\
+Query Tencent Cloud CI (Cloud Infinite) media jobs and run the cijobs SCF function locally.
+Run `cijobs VERB --help` for the options of one verb."""
+
+EPILOG = """\
+settings:
+  Settings come from environment variables, the same ones the deployed function reads
+  (see README.md), e.g. CI_BUCKET (BucketName-APPID), CI_REGION, CI_ENDPOINT,
+  TENCENTCLOUD_SECRETID / TENCENTCLOUD_SECRETKEY / TENCENTCLOUD_SESSIONTOKEN, LOG_LEVEL.
+  A .env file is not read: export the variables. Flags (e.g. --bucket, --region,
+  -v/-q) override the environment.
+
+logs and output:
+  JSON goes to stdout (indented on a terminal, compact otherwise; --output jsonl for one
+  document per line), logs to stderr: warnings by default, -v info, -vv debug, -q errors.
+
+exit status:
+  0 success, 1 some work failed (e.g. a job ID could not be queried, an HTTP 5xx), 2 bad usage
+  or input (nothing was sent)."""
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("cijobs")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            text = "unknown (not installed)"
+        sys.stdout.write(f"cijobs {text}\n")
+        parser.exit()
+
 
 def _chosen_verb(argv: list[str]) -> Optional[str]:
     """The verb named on the command line (the first argument that is not an option), if it is one."""
@@ -32,11 +72,15 @@ def _chosen_verb(argv: list[str]) -> Optional[str]:
 
 def build_parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser; only ``verb``'s arguments are added (its module is the only one imported)."""
-    parser = argparse.ArgumentParser(prog="cijobs", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cijobs", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_VersionAction, help="print the cijobs version and exit")
+    add_verbosity_arguments(parser)
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     for name, (module, help_text) in VERBS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        add_verbosity_arguments(p, suppress=True)
         if name == verb:
             importlib.import_module(f"cijobs_tools.cli.{module}").add_arguments(p)
     return parser

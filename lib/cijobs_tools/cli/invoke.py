@@ -1,8 +1,12 @@
 """``cijobs invoke EVENT.json``: run ``main_handler`` locally with a fake SCF context.
 
-Prints the handler's return value as JSON (exit 0). When the handler raises,
-prints the error as one JSON object (type, message, no traceback) and exits 1.
-Logs go to stderr so that stdout holds only the response.
+Prints the handler's return value as JSON (exit 0). For an HTTP event (API
+gateway, function URL) the answer's ``body`` is printed decoded: the JSON
+document when it is JSON, else the text (base64 bodies are decoded first); a
+5xx status exits 1. When the handler raises, prints the error as one JSON
+object (type, message, no traceback) and exits 1. ``--output jsonl`` prints the
+whole return value on one line. Logs go to stderr so that stdout holds only the
+response, at warning level unless ``-v``/``-q`` or ``LOG_LEVEL`` say otherwise.
 
 ``cijobs invoke --dead-letter MESSAGE.json`` replays an event SCF put in the
 dead-letter queue: the message body is JSON with ``RequestId``,
@@ -18,15 +22,19 @@ replay it on the deployed function with the SCF Invoke API).
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import contextlib
 import importlib.util
 import json
 import os
 import sys
 import uuid
+from collections.abc import Iterator
 from typing import Any, Callable
 
 from . import EXIT_FAILED, EXIT_OK, fail
+from .output import add_output_argument, emit, log_level
 
 Handler = Callable[[Any, Any], Any]
 
@@ -46,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit-ms", type=int, default=30000, help="the context's time_limit_in_ms")
     parser.add_argument("--request-id", default=None, help="the context's request_id (default: a new UUID)")
     parser.add_argument("--function-name", default="cijobs", help="the context's function_name")
+    add_output_argument(parser, "json: indented on a terminal, compact otherwise (default); "
+                                "jsonl: the whole return value on one line")
 
 
 def fake_context(time_limit_ms: int, request_id: str, function_name: str = "cijobs") -> dict[str, Any]:
@@ -143,6 +153,43 @@ def dead_letter_event(doc: Any) -> tuple[Any, dict[str, Any]]:
     return _json_text(context, "Body.ClientContext"), about
 
 
+def is_http_answer(response: Any) -> bool:
+    return isinstance(response, dict) and isinstance(response.get("statusCode"), int)
+
+
+def decode_http_answer(response: dict[str, Any]) -> dict[str, Any]:
+    """The answer with ``body`` decoded: base64 (``isBase64Encoded``) undone, then parsed when it is JSON."""
+    out = dict(response)
+    body = out.get("body")
+    if not isinstance(body, str):
+        return out
+    if out.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(body, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return out  # binary: leave it as SCF would send it
+        out["isBase64Encoded"] = False
+    try:
+        out["body"] = json.loads(body)
+    except ValueError:
+        out["body"] = body
+    return out
+
+
+@contextlib.contextmanager
+def _log_level_env(level: str) -> Iterator[None]:
+    """``LOG_LEVEL=level`` while the app is built (it configures logging from the environment)."""
+    saved = os.environ.get("LOG_LEVEL")
+    os.environ["LOG_LEVEL"] = level
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("LOG_LEVEL", None)
+        else:
+            os.environ["LOG_LEVEL"] = saved
+
+
 def read_event(path: str) -> Any:
     if path == "-":
         return json.load(sys.stdin)
@@ -170,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         # what failed, without ErrorMessage (a traceback that may quote event data)
         print("cijobs: dead letter " + json.dumps(about, ensure_ascii=False), file=sys.stderr)
         if args.print_event:
-            print(json.dumps(event, ensure_ascii=False, indent=2))
+            emit(event, args.output)
             return EXIT_OK
     if args.time_limit_ms <= 0:
         return fail("--time-limit-ms must be positive")
@@ -178,12 +225,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         # The app configures logging (to stdout, as SCF wants) on its first call: point that at
         # stderr here so that stdout carries only the response.
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), _log_level_env(log_level(args)):
             handler = load_handler()
             response = handler(event, context)
     except Exception as exc:
-        print(json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}, ensure_ascii=False))
+        emit({"errorType": type(exc).__name__, "errorMessage": str(exc)}, args.output)
         return EXIT_FAILED
-    print(json.dumps(response, ensure_ascii=False, indent=2))
+    if is_http_answer(response):
+        emit(decode_http_answer(response), args.output)
+        return EXIT_FAILED if response["statusCode"] >= 500 else EXIT_OK
+    emit(response, args.output)
     return EXIT_OK
 
