@@ -21,6 +21,7 @@ answer read up to a cap), so it can move onto a shared call path in one place.
 
 from __future__ import annotations
 
+import contextvars
 import http.cookiejar
 import random
 import threading
@@ -180,7 +181,9 @@ class WebhookSink:
         elif work:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(work)),
                                     thread_name_prefix="cijobs-webhook") as pool:
-                futures = [(i, pool.submit(self._deliver, job_id, state, body, deadline))
+                # each task runs in a copy of the caller's context: its log lines keep the invocation's fields
+                futures = [(i, pool.submit(contextvars.copy_context().run, self._deliver, job_id, state, body,
+                                           deadline))
                            for i, job_id, state, body in work]
                 for i, fut in futures:
                     results[i] = fut.result()
