@@ -96,6 +96,22 @@ def _sinks(name: str, raw: str) -> tuple[SinkTarget, ...]:
     return parse_sink_targets(raw, name)
 
 
+def _webhook_secrets(name: str, raw: str) -> tuple[str, ...]:
+    """One secret, or two separated by ',' during a rotation; each at least 32 characters (never quoted)."""
+    from .webhook_signature import MAX_SECRETS, MIN_SECRET_CHARS
+
+    secrets = tuple(s.strip() for s in raw.split(","))
+    if not 1 <= len(secrets) <= MAX_SECRETS or not all(secrets):
+        raise SettingsError(f"{name} holds one secret, or two separated by ',' during a rotation")
+    for i, secret in enumerate(secrets, 1):
+        if len(secret) < MIN_SECRET_CHARS:
+            raise SettingsError(f"{name}: secret {i} is {len(secret)} characters; each must be at least "
+                                f"{MIN_SECRET_CHARS}")
+    if len(set(secrets)) != len(secrets):
+        raise SettingsError(f"{name} names the same secret twice")
+    return secrets
+
+
 def _choice(*choices: str) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         value = raw.strip().lower()
@@ -138,7 +154,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Attempts per CI/COS/CMQ request (1 = no retry); retries back off exponentially with full jitter."),
     Setting("RESULT_SINK", "result_sink", _sinks, DEFAULT_RESULT_SINK,
             "Where results go: file://DIR, cos://BUCKET-APPID.REGION/PREFIX, cmq-queue://REGION/NAME, "
-            "cmq-topic://REGION/NAME; several separated by commas."),
+            "cmq-topic://REGION/NAME, https://HOST[:PORT]/PATH (webhook); several separated by commas."),
     Setting("RESULT_KEY_TEMPLATE", "result_key_template", _str, "{prefix}/{Tag}/{JobId}.json",
             "Object key layout for COS/file results ({prefix}, {Tag}, {JobId}, {State})."),
     Setting("RESULT_INDEX", "result_index", _choice("none", "daily"), "none",
@@ -165,6 +181,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Messages larger than this go to CLAIM_CHECK_STORE and the message carries a pointer."),
     Setting("CLAIM_CHECK_STORE", "claim_check_store", _store, None,
             "cos://BUCKET-APPID.REGION/PREFIX for oversized queue messages (claim check)."),
+    Setting("WEBHOOK_SECRET", "webhook_secret", _webhook_secrets, None,
+            "HMAC-SHA256 key(s) signing webhook deliveries (X-Cijobs-Signature): one secret of at least 32 "
+            "characters, or two separated by ',' during a rotation (one v1= value each). Required for a webhook "
+            "sink.", secret=True),
+    Setting("WEBHOOK_CONCURRENCY", "webhook_concurrency", _int_range(1, 64), 8, "Parallel webhook deliveries."),
+    Setting("WEBHOOK_MAX_BYTES", "webhook_max_bytes", _int_range(1024, 6 * 1024 * 1024), 256 * 1024,
+            "A webhook body larger than this goes to CLAIM_CHECK_STORE and the receiver gets the pointer "
+            "document (without a store the job fails with MessageTooLarge)."),
+    Setting("WEBHOOK_MAX_RPS", "webhook_max_rps", _float_range(0.1, 100000), None,
+            "Optional hard cap on webhook deliveries per second per receiver host (deliveries are paced "
+            "adaptively below it)."),
     Setting("API_TOKEN", "api_token", _secret(16), None,
             "Shared token for the HTTP routes (Authorization: Bearer, or ?token= for CI callbacks); "
             "at least 16 characters.", secret=True),
@@ -209,6 +236,10 @@ class Settings:
     cmq_secret_key: Optional[str] = field(default=None, repr=False)
     claim_check_bytes: int = 65536
     claim_check_store: Optional[StoreUrl] = None
+    webhook_secret: Optional[tuple[str, ...]] = field(default=None, repr=False)
+    webhook_concurrency: int = 8
+    webhook_max_bytes: int = 256 * 1024
+    webhook_max_rps: Optional[float] = None
     api_token: Optional[str] = field(default=None, repr=False)
     allow_unauthenticated: bool = False
     trust_callback_body: bool = False
@@ -237,8 +268,18 @@ class Settings:
         return cls(**values)
 
     def secrets(self) -> tuple[str, ...]:
-        """The values of the secret settings (for the log redactor)."""
-        return tuple(v for s in SETTINGS if s.secret for v in [getattr(self, s.field)] if isinstance(v, str) and v)
+        """The values no log line may carry (for the log redactor): the secret settings, and the parts of a
+        webhook URL that may hold credentials."""
+        out: list[str] = []
+        for s in SETTINGS:
+            value = getattr(self, s.field)
+            if s.secret and isinstance(value, str) and value:
+                out.append(value)
+            elif s.secret and isinstance(value, tuple):
+                out.extend(v for v in value if isinstance(v, str) and v)
+        for target in self.result_sink:
+            out.extend(getattr(target, "secrets", lambda: ())())
+        return tuple(out)
 
     def require_ci_target(self) -> None:
         """Raise unless CI_BUCKET and CI_REGION (or CI_ENDPOINT with a bucket) are set."""

@@ -1,4 +1,5 @@
-"""Where terminal jobs go: ``file://``, ``cos://``, ``cmq-queue://``, ``cmq-topic://`` (several at once).
+"""Where terminal jobs go: ``file://``, ``cos://``, ``cmq-queue://``, ``cmq-topic://``, ``https://`` webhooks
+(several at once).
 
 ``build_sinks(settings, credentials)`` turns the parsed ``RESULT_SINK`` targets
 into one :class:`Sink`. With several URLs the result is a
@@ -18,12 +19,14 @@ from ..cmq_client import ApiCmqClient, CmqClient, DataflowCmqClient
 from ..cos import CosClient, CredentialsSource
 from ..deadline import Deadline
 from ..models import Job, WriteResult
+from ..ratelimit import Limiters
 from ..settings import Settings
 from ..store import FileLocation, InvalidKeyError, ObjectStore, StoreError, open_store
-from ..targets import CmqTarget
+from ..targets import CmqTarget, WebhookTarget
 from .base import KeyLayout, Sink, SinkConfigError, canonical_json, combine, job_fields, refuse
 from .cmq import CmqSink
 from .objects import ObjectSink
+from .webhook import WebhookSink, new_webhook_session
 
 SAMPLE_JOB_ID = "jexample00000000000000"
 
@@ -35,6 +38,7 @@ __all__ = [
     "Sink",
     "SinkConfigError",
     "StoreError",
+    "WebhookSink",
     "WriteResult",
     "build_sinks",
     "canonical_json",
@@ -92,6 +96,21 @@ def build_sinks(
                 shared["cmq"] = DataflowCmqClient(settings, credentials, session=session)
         return shared["cmq"]  # type: ignore[return-value]
 
+    def webhook(target: WebhookTarget) -> WebhookSink:
+        if not settings.webhook_secret:
+            raise SinkConfigError(f"RESULT_SINK names a webhook ({target.url}): WEBHOOK_SECRET must be set "
+                                  "(one secret of at least 32 characters, or two separated by ',')")
+        if "webhook" not in shared:  # receivers get their own session (no cookies) and per-host limiters
+            shared["webhook"] = new_webhook_session(settings.webhook_concurrency)
+            shared["webhook_limiters"] = Limiters("adaptive", max_rps=settings.webhook_max_rps,
+                                                  concurrency=settings.webhook_concurrency)
+        web_session, limiters = shared["webhook"], shared["webhook_limiters"]
+        assert isinstance(web_session, requests.Session) and isinstance(limiters, Limiters)
+        return WebhookSink(web_session, target, settings.webhook_secret, claim_store, settings.webhook_max_bytes,
+                           settings.webhook_concurrency, limiters.get(f"webhook:{target.host}"),
+                           max_attempts=settings.ci_max_attempts, connect_timeout_s=settings.ci_connect_timeout_s,
+                           read_timeout_s=settings.ci_read_timeout_s)
+
     layout = KeyLayout(settings.result_key_template)
     claim_store: Optional[ObjectStore] = None
     if settings.claim_check_store is not None:
@@ -100,6 +119,9 @@ def build_sinks(
     for target in settings.result_sink:
         if isinstance(target, CmqTarget):
             sinks.append(CmqSink(cmq(), target, claim_store, settings.claim_check_bytes))
+            continue
+        if isinstance(target, WebhookTarget):
+            sinks.append(webhook(target))
             continue
         store = open_store(target, cos)
         try:  # a prefix such as ".pending" passes URL parsing but gives keys no write would accept

@@ -19,6 +19,7 @@ VERBS = {
     "invoke": ("invoke", "run main_handler locally on an SCF event file"),
     "emulator": ("emulator", "run the local CI/COS/CMQ emulator on 127.0.0.1"),
     "deploy": ("deploy", "create or update the SCF function from template.yaml"),
+    "webhook": ("webhook", "webhook receiver tools: verify a delivery's signature"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

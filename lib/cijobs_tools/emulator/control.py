@@ -22,6 +22,9 @@ POST   /_emu/limits               set them (same shape; null = no cap; the bucke
 GET    /_emu/cos/objects?bucket=&prefix=   objects with size, etag, put count and body MD5s
 GET    /_emu/cos/object?bucket=&key=       the raw object body
 GET    /_emu/cmq/messages?name=            received CMQ messages
+POST   /_emu/webhooks/<name>      configure a webhook receiver: ``{"secrets"?, "statuses"?, "status"?,
+                                  "location"?, "retry_after"?, "latency_ms"?, "tolerance_s"?, "answer"?}``
+GET    /_emu/webhooks/<name>/deliveries  what ``POST /_emu/webhook/<name>`` received (headers, body, answer)
 =====  =========================  ===========================================================
 """
 
@@ -77,6 +80,8 @@ class Control:
         try:
             if req.method == "GET" and route == "cos/object":
                 return self._cos_object(req)
+            if route.startswith("webhooks/"):
+                return _ok(self._webhooks(req, route[len("webhooks/"):]))
             side = ""
             if route.startswith("faults/"):
                 route, side = "faults", route[len("faults/"):]
@@ -204,6 +209,21 @@ class Control:
             raise ControlError(404, f"no object {bucket}/{key}")
         return Response(200, obj.body, {}, obj.headers.get("content-type", "application/octet-stream"),
                         server="cijobs-emulator")
+
+    def _webhooks(self, req: Request, rest: str) -> Any:
+        name, _, what = rest.partition("/")
+        hooks = self._emu.webhooks
+        if req.method == "POST" and name and not what:
+            body = self._json(req)
+            known = {"secrets", "statuses", "status", "location", "retry_after", "latency_ms", "tolerance_s",
+                     "answer"}
+            unknown = sorted(set(body) - known)
+            if unknown:
+                raise ControlError(400, f"unknown webhook setting(s) {unknown} (known: {', '.join(sorted(known))})")
+            return hooks.configure(name, **body).as_dict()
+        if req.method == "GET" and name and what == "deliveries":
+            return {"deliveries": [d.as_dict() for d in hooks.deliveries(name)]}
+        raise ControlError(404, f"no control route {req.method} /_emu/webhooks/{rest}")
 
     def _cmq_messages(self, req: Request, body: dict[str, Any]) -> Any:
         name = req.query.get("name")

@@ -16,6 +16,7 @@ from .cos import CosStore
 from .faults import Faults
 from .server import EmulatorHTTPServer, Handler
 from .throttle import THROTTLE_ANSWERS, Buckets, account_of
+from .webhook import RECEIVER_PREFIX, WebhookReceivers
 from .wire import Request, RequestIds, Response, error_response
 
 DEFAULT_SECRET_ID = "AKIDcijobsEMULATOR"
@@ -58,6 +59,7 @@ class Emulator:
         self.ci = CIStore(self.keys, self.ids, clock, auto_jobs=auto_jobs, seed=seed, pretty_xml=pretty_xml)
         self.cos = CosStore(self.keys, self.ids, clock)
         self.cmq = CmqStore(self.keys, self.ids, clock, max_message_bytes=cmq_max_message_bytes)
+        self.webhooks = WebhookReceivers(clock)
         self.control = Control(self)
         # per-account request caps: CI side (--max-rps) and COS side (--cos-max-rps); None = no cap
         self.limits = {"ci": Buckets(max_rps, throttle_clock), "cos": Buckets(cos_max_rps, throttle_clock)}
@@ -118,6 +120,10 @@ class Emulator:
             env["TENCENTCLOUD_SESSIONTOKEN"] = key.token
         return env
 
+    def webhook_url(self, name: str) -> str:
+        """The URL of the named webhook receiver (``RESULT_SINK`` for a webhook sink)."""
+        return f"{self.url}{RECEIVER_PREFIX}{name}"
+
     def add_key(self, secret_id: str, secret_key: str, token: Optional[str] = None) -> None:
         """Accept another key pair (e.g. separate CMQ credentials)."""
         self.keys.add(secret_id, secret_key, token)
@@ -131,6 +137,7 @@ class Emulator:
         self.ci.clear()
         self.cos.clear()
         self.cmq.clear()
+        self.webhooks.clear()
         self.faults.reset()
         for buckets in self.limits.values():
             buckets.clear()
@@ -141,6 +148,8 @@ class Emulator:
     def route(self, req: Request) -> tuple[str, Handler]:
         if req.path == CMQ_PATH:
             return "cmq", self.cmq.handle
+        if req.path.startswith(RECEIVER_PREFIX):
+            return "webhook", self.webhooks.handle
         if req.path.startswith(CONTROL_PREFIX):
             return "control", self.control.handle
         m = HOST_RE.match(req.host)

@@ -1,0 +1,280 @@
+"""Result sink for webhooks (``https://host[:port]/path``): one signed HTTPS POST per finished job.
+
+* Body: the canonical job JSON (the bytes the COS sink stores). Headers: ``Content-Type: application/json``,
+  ``User-Agent: cijobs/<version>``, ``X-Cijobs-Event: job.finished``, ``X-Cijobs-Delivery: <JobId>.<State>``
+  (the same on every retry: the receiver's idempotency key), ``X-Cijobs-Timestamp: <unix seconds>`` and
+  ``X-Cijobs-Signature: v1=<hex>[,v1=<hex>]`` (:mod:`cijobs.webhook_signature`).
+* Outcomes: 2xx = written. 408, 425, 429, 5xx, timeouts and connection errors are retried in the
+  invocation (full-jitter backoff, ``Retry-After`` honoured when it fits in the deadline) and, when
+  attempts or time run out, reported retryable. A redirect is never followed (``Redirect``, final);
+  410 and every other 4xx are final, with the status and the first 200 bytes of the answer.
+* Claim check: a body over ``max_bytes`` is stored in the claim-check store (as the CMQ sink does) and
+  the receiver gets the pointer ``{"JobId","Tag","State","ClaimCheck":{...,"Size","Sha256"}}``; without a
+  store the job fails with ``MessageTooLarge`` (final).
+* Deliveries run ``concurrency`` at a time, each admitted by the receiver host's rate limiter.
+* At least once: a delivery whose answer was lost is sent again; receivers de-duplicate on
+  ``X-Cijobs-Delivery``.
+
+All HTTP goes through :func:`_post` (one request, no redirects, timeouts clamped to the deadline, the
+answer read up to a cap), so it can move onto a shared call path in one place.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import http.cookiejar
+import random
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .. import __version__, log
+from ..deadline import Deadline
+from ..models import Job, WriteResult
+from ..ratelimit import FixedLimiter, RateLimiter, retry_after_seconds
+from ..store import ObjectStore, StoreError
+from ..targets import WebhookTarget
+from ..webhook_signature import sign
+from .base import canonical_json, job_fields, key_segment, refuse, sha256_hex
+
+EVENT = "job.finished"
+USER_AGENT = f"cijobs/{__version__}"
+RETRYABLE_STATUS = frozenset({408, 425, 429})  # and every 5xx
+MAX_ANSWER_BYTES = 64 * 1024  # read at most this much of an answer (the rest is dropped with the connection)
+ANSWER_EXCERPT_BYTES = 200  # how much of a refusal's body goes into the outcome's message
+BASE_DELAY_S = 0.1
+MAX_DELAY_S = 2.0
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one POST got: an HTTP ``status`` (None when no answer arrived, ``error`` then names why)."""
+
+    status: Optional[int]
+    retry_after: Optional[str] = None
+    head: bytes = b""
+    error: Optional[str] = None
+    network: bool = False  # a network failure (retryable), as opposed to a request that cannot be sent
+
+
+def new_webhook_session(pool_size: int = 8) -> requests.Session:
+    """A keep-alive session for receivers: no proxy/netrc from the environment, no retries of its own,
+    and no cookies kept (a receiver's ``Set-Cookie`` must not follow the session anywhere)."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    return session
+
+
+def _read_capped(resp: requests.Response, cap: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in resp.iter_content(chunk_size=8192):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= cap:
+            break
+    return b"".join(chunks)[:cap]
+
+
+def _post(session: requests.Session, url: str, body: bytes, headers: Mapping[str, str], deadline: Deadline,
+          connect_timeout_s: float, read_timeout_s: float) -> Answer:
+    """One POST: no redirect followed, timeouts clamped to the deadline, at most ``MAX_ANSWER_BYTES`` read.
+
+    Never raises for a request failure; exception texts (which quote the URL) are not kept, only their names.
+    """
+    try:
+        resp = session.post(url, data=body, headers=dict(headers), allow_redirects=False, stream=True,
+                            timeout=(deadline.clamp(connect_timeout_s), deadline.clamp(read_timeout_s)))
+    except requests.RequestException as exc:
+        return Answer(None, error=type(exc).__name__, network=isinstance(exc, NETWORK_ERRORS))
+    try:
+        head = _read_capped(resp, MAX_ANSWER_BYTES)
+    except requests.RequestException as exc:  # the status arrived but the body broke off
+        head = b""
+        if 200 <= resp.status_code < 300:
+            return Answer(None, error=type(exc).__name__, network=True)
+    finally:
+        resp.close()  # a fully read answer gives its connection back; a longer one drops it
+    return Answer(resp.status_code, resp.headers.get("Retry-After"), head)
+
+
+def _excerpt(head: bytes) -> str:
+    text = head[:ANSWER_EXCERPT_BYTES].decode("utf-8", errors="replace")
+    return "".join(c if c.isprintable() else " " for c in text).strip()
+
+
+class WebhookSink:
+    """POSTs each finished job to one receiver; one :class:`WriteResult` per job, in order."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        target: WebhookTarget,
+        secrets: Sequence[str],
+        claim_store: Optional[ObjectStore] = None,
+        max_bytes: int = 256 * 1024,
+        concurrency: int = 8,
+        limiter: Optional[RateLimiter] = None,
+        clock: Callable[[], float] = time.time,
+        *,
+        max_attempts: int = 4,
+        connect_timeout_s: float = 3.05,
+        read_timeout_s: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        if not secrets:
+            raise ValueError("a webhook sink needs at least one secret")
+        self.session = session
+        self.target = target
+        self.secrets = tuple(secrets)
+        self.claim_store = claim_store
+        self.max_bytes = max_bytes
+        self.concurrency = max(1, concurrency)
+        self.limiter: RateLimiter = limiter if limiter is not None else FixedLimiter()
+        self.clock = clock
+        self.max_attempts = max(1, max_attempts)
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.sleep = sleep
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self.name = target.url  # never the query string
+        self._log = log.get_logger("cijobs.sinks")
+
+    def write(self, jobs: Sequence[Job], deadline: Optional[Deadline] = None) -> list[WriteResult]:
+        deadline = deadline or Deadline.never()
+        results: list[Optional[WriteResult]] = [None] * len(jobs)
+        work: list[tuple[int, str, str, bytes]] = []
+        for i, job in enumerate(jobs):
+            refused = refuse(job)
+            if refused is not None:
+                results[i] = refused
+                continue
+            job_id, state, _tag = job_fields(job)
+            assert state is not None
+            body = self._body(job, job_id, state, deadline)
+            if isinstance(body, WriteResult):
+                results[i] = body
+            else:
+                work.append((i, job_id, state, body))
+        if len(work) == 1 or self.concurrency == 1:
+            for i, job_id, state, body in work:
+                results[i] = self._deliver(job_id, state, body, deadline)
+        elif work:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(work)),
+                                    thread_name_prefix="cijobs-webhook") as pool:
+                # each task runs in a copy of the caller's context: its log lines keep the invocation's fields
+                futures = [(i, pool.submit(contextvars.copy_context().run, self._deliver, job_id, state, body,
+                                           deadline))
+                           for i, job_id, state, body in work]
+                for i, fut in futures:
+                    results[i] = fut.result()
+        out = [r for r in results if r is not None]
+        assert len(out) == len(jobs)
+        return out
+
+    # -- body --------------------------------------------------------------------------------------
+    def _body(self, job: Job, job_id: str, state: str, deadline: Deadline) -> Union[bytes, WriteResult]:
+        body = canonical_json(job)
+        if len(body) <= self.max_bytes:
+            return body
+        if self.claim_store is None:
+            return WriteResult.failed(
+                job_id, state, "MessageTooLarge",
+                f"webhook body is {len(body)} bytes > WEBHOOK_MAX_BYTES={self.max_bytes} and CLAIM_CHECK_STORE "
+                "is not set", retryable=False)
+        tag = key_segment(job_fields(job)[2])
+        digest = sha256_hex(body)
+        try:
+            key = self.claim_store.key("claim-check", tag, job_id, f"{state}-{digest[:16]}.json")
+            created = self.claim_store.create(key, body, "application/json",
+                                              {"jobid": job_id, "tag": tag, "state": state, "sha256": digest},
+                                              deadline)
+        except StoreError as exc:
+            return WriteResult.from_error(job_id, state, exc.to_error_info(), exc.retryable)
+        except ValueError as exc:  # InvalidKeyError: this job fails alone
+            return WriteResult.failed(job_id, state, "InvalidKey", str(exc), retryable=False)
+        self._log.info("claim_check_stored", job_id=job_id, key=key, size=len(body), created=created)
+        pointer: dict[str, Any] = {**dict(self.claim_store.pointer(key)), "Size": len(body), "Sha256": digest}
+        return canonical_json({"JobId": job_id, "Tag": job.get("Tag"), "State": state, "ClaimCheck": pointer})
+
+    # -- delivery ----------------------------------------------------------------------------------
+    def headers(self, delivery_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Cijobs-Event": EVENT,
+            "X-Cijobs-Delivery": delivery_id,
+            "X-Cijobs-Timestamp": str(timestamp),
+            "X-Cijobs-Signature": sign(self.secrets, timestamp, body),
+        }
+
+    def _backoff(self, attempt: int) -> float:
+        with self._rng_lock:
+            return self._rng.uniform(0.0, min(MAX_DELAY_S, BASE_DELAY_S * (2 ** (attempt - 1))))
+
+    def _deliver(self, job_id: str, state: str, body: bytes, deadline: Deadline) -> WriteResult:
+        delivery_id = f"{job_id}.{state}"
+        attempt = 0
+        while True:
+            attempt += 1
+            if deadline.expired() or not self.limiter.acquire(deadline.remaining()):
+                return WriteResult.failed(job_id, state, "DeadlineExceeded", "no time left to deliver the webhook",
+                                          retryable=True)
+            timestamp = int(self.clock())
+            answer = _post(self.session, self.target.full_url, body, self.headers(delivery_id, timestamp, body),
+                           deadline, self.connect_timeout_s, self.read_timeout_s)
+            result, retry_after = self._outcome(job_id, state, answer)
+            if result.ok:
+                self._log.debug("webhook_delivered", sink=self.name, job_id=job_id, status=answer.status,
+                                attempt=attempt)
+                return result
+            delay = max(self._backoff(attempt), retry_after or 0.0)
+            will_retry = result.retryable and attempt < self.max_attempts and deadline.remaining() > delay
+            self._log.warning("webhook_delivery_failed", sink=self.name, job_id=job_id, status=answer.status,
+                              code=result.error.code if result.error else None, attempt=attempt,
+                              retryable=result.retryable, will_retry=will_retry)
+            if not will_retry:
+                return result
+            self.sleep(delay)
+
+    def _outcome(self, job_id: str, state: str, answer: Answer) -> tuple[WriteResult, Optional[float]]:
+        """The result of one attempt and the answer's Retry-After seconds; feeds the rate limiter."""
+        status = answer.status
+        if status is None:
+            return WriteResult.failed(job_id, state, answer.error or "RequestFailed",
+                                      "the webhook receiver did not answer" if answer.network
+                                      else "the webhook request could not be sent", retryable=answer.network), None
+        retry_after = retry_after_seconds(answer.retry_after)
+        if status == 429 or (status == 503 and retry_after is not None):
+            self.limiter.on_throttle(retry_after)
+        else:
+            self.limiter.on_success()
+        if 200 <= status < 300:
+            return WriteResult.written(job_id, state), None
+        if 300 <= status < 400:
+            return WriteResult.failed(job_id, state, "Redirect",
+                                      f"the webhook receiver answered {status} (redirects are not followed)",
+                                      retryable=False, http_status=status), None
+        excerpt = _excerpt(answer.head)
+        message = f"the webhook receiver answered {status}" + (f": {excerpt}" if excerpt else "")
+        if status in RETRYABLE_STATUS or 500 <= status < 600:
+            return WriteResult.failed(job_id, state, "ReceiverUnavailable", message, retryable=True,
+                                      http_status=status), retry_after
+        return WriteResult.failed(job_id, state, "ReceiverRejected" if 400 <= status < 500 else "UnexpectedStatus",
+                                  message, retryable=False, http_status=status), None
