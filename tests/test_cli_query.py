@@ -64,7 +64,7 @@ def test_some_failed_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     code, doc, _ = run(capsys, " ".join(ids))
     assert code == 1
     assert len(doc["JobsDetail"]) == 10
-    assert doc["Failed"] == [{"JobId": ids[10], "Retryable": False,
+    assert doc["Failed"] == [{"JobId": ids[10], "Retryable": True,  # configuration: kept for later
                               "Error": {"Code": "AccessDenied", "Message": "denied", "HttpStatus": 403,
                                         "RequestId": "rid"}}]
 
