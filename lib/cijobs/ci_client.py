@@ -25,7 +25,7 @@ from . import failures, log
 from .credentials import Credentials
 from .deadline import Deadline
 from .endpoints import Target, resolve
-from .http import Reply, RetryPolicy, new_session
+from .http import DEFAULT_MAX_BODY_BYTES, Reply, RetryPolicy, new_session
 from .job_ids import dedupe, validate_job_id
 from .models import ErrorInfo, Job, JobFailure, QueryResult, ServiceError
 from .service_call import Failure, Refused, Service, call
@@ -71,7 +71,8 @@ class CIError(ServiceError):
 
     def failures(self) -> list[JobFailure]:
         info = self.to_error_info()
-        return [JobFailure(job_id, info, self.retryable) for job_id in self.job_ids]
+        return [failures.ClassifiedJobFailure(job_id, info, self.retryable, self.failure_class)
+                for job_id in self.job_ids]
 
 
 def ci_target(settings: Settings) -> Target:
@@ -105,6 +106,7 @@ class JobClient:
         clock: Callable[[], float] = time.time,
         rng: Optional[Any] = None,
         limiters: Optional[Limiters] = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._settings = settings
         self._target = ci_target(settings)
@@ -118,6 +120,7 @@ class JobClient:
             policy_kwargs["rng"] = rng
         self._policy = RetryPolicy(**policy_kwargs)
         self._limiter = limiters.get("ci") if limiters is not None else None
+        self._max_body_bytes = max_body_bytes
         self._log = log.get_logger("cijobs.ci_client")
         for warning in settings.alias_warnings():  # once per container: the client is built at cold start
             self._log.warning("settings.alias", message=warning)
@@ -177,7 +180,7 @@ class JobClient:
                 deadline=deadline, connect_timeout_s=self._settings.connect_timeout_s,
                 read_timeout_s=self._settings.read_timeout_s, policy=self._policy,
                 make_error=lambda f: CIError.from_failure(f, ids), sleep=self._sleep, limiter=self._limiter,
-                log_fields={"batch_size": len(ids), "first_id": ids[0]},
+                max_body_bytes=self._max_body_bytes, log_fields={"batch_size": len(ids), "first_id": ids[0]},
             )
         except CIError as err:
             return _BatchOutcome(ids, error=err)
@@ -220,11 +223,11 @@ class JobClient:
                     self._log.warning("ci.unexpected_nonexistent_id", job_id=str(job_id)[:80])
             for job_id in outcome.ids:
                 if job_id not in found and job_id not in missing:
-                    failed[job_id] = JobFailure(
+                    failed[job_id] = failures.ClassifiedJobFailure(
                         job_id,
                         ErrorInfo("MissingFromResponse", "CI returned neither the job nor its ID in NonExistJobIds",
                                   200, outcome.request_id),
-                        True)
+                        True, failures.TRANSIENT)
         result.jobs = [found[i] for i in sorted(found, key=order.__getitem__)]
         result.nonexistent = sorted(missing - set(found), key=order.__getitem__)
         result.failed = [failed[i] for i in sorted(failed, key=order.__getitem__)]

@@ -37,7 +37,7 @@ from . import cmq_signing, failures
 from .credentials import Credentials, CredentialsError
 from .deadline import Deadline
 from .endpoints import Target
-from .http import Reply, RetryPolicy, new_session
+from .http import DEFAULT_MAX_BODY_BYTES, Reply, RetryPolicy, new_session
 from .log import get_logger
 from .models import ServiceError
 from .service_call import Failure, Refused, Service, call
@@ -124,6 +124,7 @@ class DataflowCmqClient:
         clock: Callable[[], float] = time.time,
         rng: Optional[random.Random] = None,
         limiters: Optional[Limiters] = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         if not settings.cmq_endpoint:
             raise CmqConfigError(
@@ -142,6 +143,7 @@ class DataflowCmqClient:
         self._rng = rng or random.Random()
         self._policy = RetryPolicy(max_attempts=settings.max_attempts, rng=self._rng)
         self._limiter = limiters.get("cmq") if limiters is not None else None
+        self._max_body_bytes = max_body_bytes
         self._log = get_logger("cijobs.cmq")
 
     def target(self, region: str) -> Target:
@@ -179,7 +181,8 @@ class DataflowCmqClient:
             return call(self._session, prepare, accept, service=SERVICE, host_port=endpoint.host_port,
                         deadline=deadline, connect_timeout_s=self._settings.connect_timeout_s,
                         read_timeout_s=self._settings.read_timeout_s, policy=self._policy, make_error=make_error,
-                        sleep=self._sleep, limiter=self._limiter, log_fields={"action": action})
+                        sleep=self._sleep, limiter=self._limiter, max_body_bytes=self._max_body_bytes,
+                        log_fields={"action": action})
         except _NoCredentials as exc:
             raise CmqError("InvalidCredentials", f"{action}: {exc}", True,
                            failure_class=failures.CONFIGURATION) from None

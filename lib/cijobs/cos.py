@@ -34,7 +34,7 @@ from . import failures
 from .credentials import Credentials, CredentialsError
 from .deadline import Deadline
 from .endpoints import Target, resolve
-from .http import Reply, RetryPolicy, new_session
+from .http import DEFAULT_MAX_BODY_BYTES, Reply, RetryPolicy, new_session
 from .log import get_logger
 from .models import ServiceError
 from .service_call import Failure, Refused, Service, call, error_from_answer
@@ -180,6 +180,7 @@ class CosClient:
         clock: Callable[[], float] = time.time,
         rng: Optional[random.Random] = None,
         limiters: Optional[Limiters] = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._settings = settings
         self._credentials = credentials
@@ -188,6 +189,7 @@ class CosClient:
         self._clock = clock
         self._policy = RetryPolicy(max_attempts=settings.max_attempts, rng=rng or random.Random())
         self._limiter = limiters.get("cos") if limiters is not None else None
+        self._max_body_bytes = max_body_bytes
         self._log = get_logger("cijobs.cos")
 
     # -- addressing -------------------------------------------------------------------------------
@@ -320,7 +322,8 @@ class CosClient:
             return call(self._session, prepare, accept, service=SERVICE, host_port=target.host_port,
                         deadline=deadline, connect_timeout_s=self._settings.connect_timeout_s,
                         read_timeout_s=self._settings.read_timeout_s, policy=self._policy, make_error=make_error,
-                        sleep=self._sleep, limiter=self._limiter, log_fields={"method": method, "key": key})
+                        sleep=self._sleep, limiter=self._limiter, max_body_bytes=self._max_body_bytes,
+                        log_fields={"method": method, "key": key})
         except _NoCredentials as exc:
             raise CosError(None, "InvalidCredentials", f"{what}: {exc}",
                            failure_class=failures.CONFIGURATION) from None

@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from .models import JobFailure
+
 TRANSIENT = "transient"
 THROTTLE = "throttle"
 CONFIGURATION = "configuration"
@@ -99,6 +101,13 @@ CMQ: tuple[Rule, ...] = (
     *COMMON,
 )
 TABLES: dict[str, tuple[Rule, ...]] = {"ci": CI, "cos": COS, "cmq": CMQ}
+
+
+@dataclass(frozen=True)
+class ClassifiedJobFailure(JobFailure):
+    """A :class:`~cijobs.models.JobFailure` that also says its class (``as_dict`` unchanged)."""
+
+    failure_class: str = TRANSIENT
 
 
 def classify(table: tuple[Rule, ...], status: int, code: str) -> str:

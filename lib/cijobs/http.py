@@ -454,12 +454,7 @@ def _no_answer(exc: BaseException, host_port: str, guard: _Guard, timeout: tuple
             if e.errno in _NXDOMAIN:
                 return NoAnswer("nxdomain", f"{host_port}: name did not resolve")
             return NoAnswer("network", f"{host_port}: name resolution failed (temporary)")
-    if any(isinstance(e, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)) for e in causes):
-        return NoAnswer("timeout", f"{host_port}: connect timed out after {timeout[0]:g} s")
-    if any(isinstance(e, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError, socket.timeout))
-           for e in causes):
-        return NoAnswer("timeout", f"{host_port}: timed out after {timeout[1]:g} s waiting for the answer")
-    for e in causes:
+    for e in causes:  # before the timeouts: urllib3's NewConnectionError is a ConnectTimeoutError subclass
         if isinstance(e, ConnectionRefusedError):
             return NoAnswer("network", f"{host_port}: connection refused")
         if isinstance(e, http.client.RemoteDisconnected):
@@ -468,6 +463,12 @@ def _no_answer(exc: BaseException, host_port: str, guard: _Guard, timeout: tuple
             return NoAnswer("network", f"{host_port}: connection reset by peer")
         if isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
             return NoAnswer("network", f"{host_port}: network unreachable")
+    if any(isinstance(e, (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError))
+           and not isinstance(e, urllib3.exceptions.NewConnectionError) for e in causes):
+        return NoAnswer("timeout", f"{host_port}: connect timed out after {timeout[0]:g} s")
+    if any(isinstance(e, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError))
+           for e in causes):
+        return NoAnswer("timeout", f"{host_port}: timed out after {timeout[1]:g} s waiting for the answer")
     for e in causes:
         if isinstance(e, (urllib3.exceptions.IncompleteRead, http.client.IncompleteRead)):
             return NoAnswer("malformed", f"{host_port}: answer cut short (shorter than its framing says)")

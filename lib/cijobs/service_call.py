@@ -152,18 +152,21 @@ def call(
     """Send until an answer is accepted or a failure is final for now (see the module docstring)."""
     attempt = 0  # counted attempts (transient failures)
     sent = 0
+    last: Optional[Failure] = None  # reported when the deadline ends the retries: it says more
     while True:
         if deadline.expired():
-            raise make_error(Failure(failures.DEADLINE_EXCEEDED, f"{host_port}: no time left to send the request",
-                                     failures.TRANSIENT))
+            raise make_error(last or Failure(failures.DEADLINE_EXCEEDED,
+                                             f"{host_port}: no time left to send the request", failures.TRANSIENT))
         if limiter is not None and not limiter.acquire(deadline.remaining()):
-            raise make_error(Failure(failures.DEADLINE_EXCEEDED,
-                                     f"{host_port}: the pace would pass the deadline; not sent", failures.TRANSIENT))
+            raise make_error(last or Failure(failures.DEADLINE_EXCEEDED,
+                                             f"{host_port}: the pace would pass the deadline; not sent",
+                                             failures.TRANSIENT))
         sent += 1
         failure = _attempt(session, prepare, accept, sent, service, host_port, deadline, connect_timeout_s,
                            read_timeout_s, limiter, max_body_bytes, log_fields)
         if isinstance(failure, _Accepted):
             return failure.value  # type: ignore[no-any-return]
+        last = failure
         if failure.failure_class == failures.THROTTLE and deadline.remaining() != float("inf"):
             wait = 0.0 if limiter is not None and failure.retry_after_s is not None else (
                 min(failure.retry_after_s, MAX_RETRY_AFTER_S) if failure.retry_after_s is not None
