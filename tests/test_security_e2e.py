@@ -202,7 +202,7 @@ def test_no_secret_in_logs_or_outputs_also_when_requests_fail(world: Any) -> Non
         results.append(handler.main_handler(http_event("POST", "/callbacks/ci", None, token="",
                                                        queryStringParameters={"token": "wrong"}), CTX))
     logs = out.getvalue()
-    assert "ci.request" in logs and "error" in logs  # failures were logged
+    assert "http.request" in logs and "error" in logs  # failures were logged
     secrets = {SECRET_KEY, TOKEN, API_TOKEN}
     auths = [r.headers.get("Authorization") or r.headers.get("authorization") or "" for r in emu.ci.requests]
     auths += [r.headers.get("Authorization") or r.headers.get("authorization") or "" for r in emu.cos.requests]

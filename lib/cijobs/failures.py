@@ -51,6 +51,7 @@ NO_ANSWER: dict[str, tuple[str, str]] = {
     "malformed": (MALFORMED_RESPONSE, TRANSIENT),
     "too_large": (MALFORMED_RESPONSE, TRANSIENT),
     "invalid": (INVALID_REQUEST, FINAL),
+    "invalid_header": ("InvalidHeader", FINAL),
 }
 
 

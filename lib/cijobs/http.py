@@ -437,6 +437,8 @@ def _no_answer(exc: BaseException, host_port: str, guard: _Guard, timeout: tuple
     causes = _causes(exc)
     if guard.fired:
         return NoAnswer("timeout", f"{host_port}: no complete answer by the deadline (cut after {elapsed:.1f} s)")
+    if sending and isinstance(exc, UnicodeError):  # http.client encodes header values as Latin-1
+        return NoAnswer("invalid_header", f"{host_port}: a header value is not Latin-1; not sent")
     if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader,
                         requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)) or (
             sending and isinstance(exc, (UnicodeError, ValueError))):
