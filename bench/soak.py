@@ -64,7 +64,7 @@ def function_env(url: str, result_sink: str) -> dict[str, str]:
         "CI_BUCKET": BUCKET, "CI_REGION": REGION, "CI_ENDPOINT": url, "COS_ENDPOINT": url, "CMQ_ENDPOINT": url,
         "RESULT_SINK": result_sink, "PENDING_STORE": f"cos://{BUCKET}.{REGION}/state",
         "TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
-        "API_TOKEN": API_TOKEN, "LOG_LEVEL": "warning", "CI_READ_TIMEOUT_S": "5",
+        "API_TOKEN": API_TOKEN, "LOG_LEVEL": "warning", "HTTP_READ_TIMEOUT_S": "5",
     }
 
 

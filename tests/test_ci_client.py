@@ -159,7 +159,8 @@ def test_one_failed_batch_does_not_fail_the_others() -> None:
     result = make_client().query(ids)
     assert [f.job_id for f in result.failed] == ids[10:20]
     assert [j["JobId"] for j in result.jobs] == ids[:10] + ids[20:]
-    assert all(f.error.code == "AccessDenied" and not f.retryable for f in result.failed)
+    # AccessDenied is a configuration failure: not retried now, the jobs stay pending (retryable)
+    assert all(f.error.code == "AccessDenied" and f.retryable for f in result.failed)
 
 
 @responses.activate
@@ -234,7 +235,7 @@ def test_403_is_not_retried_and_error_xml_parsed() -> None:
     err = result.failed[0].as_dict()["Error"]
     assert err == {"Code": "SignatureDoesNotMatch", "Message": "The signature you specified is invalid.",
                    "HttpStatus": 403, "RequestId": "body-rid"}
-    assert result.failed[0].retryable is False
+    assert result.failed[0].retryable is True  # configuration: not retried now, kept pending
 
 
 @responses.activate
@@ -427,9 +428,10 @@ def test_one_log_event_per_request_without_secrets() -> None:
     finally:
         log.configure("info")
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
-    reqs = [e for e in events if e["event"] == "ci.request"]
-    assert [(e["attempt"], e["status"], e["batch_size"]) for e in reqs] == [(1, 500, 1), (2, 200, 1)]
-    assert reqs[1]["ci_request_id"] == "r2" and isinstance(reqs[1]["duration_ms"], float)
+    reqs = [e for e in events if e["event"] == "http.request"]
+    assert [(e["sent"], e["status"], e["batch_size"]) for e in reqs] == [(1, 500, 1), (2, 200, 1)]
+    assert all(e["level"] == "debug" and e["service"] == "ci" for e in reqs)
+    assert isinstance(reqs[1]["duration_ms"], float)
     text = stream.getvalue()
     assert "super-secret" not in text and "q-signature" not in text and "Authorization" not in text
 

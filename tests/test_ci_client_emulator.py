@@ -80,14 +80,15 @@ def test_wrong_key_is_rejected_with_signature_error(emu: Emulator) -> None:
     result = client(emu, Credentials(SECRET_ID, "wrong-key", TOKEN)).query([jid(1)])
     (failure,) = result.failed
     assert failure.error.http_status == 403 and failure.error.code == "SignatureDoesNotMatch"
-    assert failure.error.request_id and not failure.retryable
+    assert failure.error.request_id and failure.retryable  # configuration: kept pending, fixed by the operator
     assert len(emu.ci.requests) == 1  # 403 is not retried
 
 
 def test_wrong_token_is_rejected(emu: Emulator) -> None:
     emu.ci.add_job(jid(1))
     (failure,) = client(emu, Credentials(SECRET_ID, SECRET_KEY, "other-token")).query([jid(1)]).failed
-    assert failure.error.http_status == 403 and not failure.retryable
+    assert failure.error.http_status == 403 and failure.retryable  # configuration: not retried now, kept
+    assert len(emu.ci.requests) == 1
 
 
 def test_deadline_with_latency(emu: Emulator) -> None:

@@ -28,7 +28,7 @@ def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     with Emulator(secret_id="AKIDtest", secret_key="test-secret-key", seed=1) as e:
         for k, v in e.env().items():
             monkeypatch.setenv(k, v)
-        monkeypatch.setenv("CI_MAX_ATTEMPTS", "1")
+        monkeypatch.setenv("HTTP_MAX_ATTEMPTS", "1")
         monkeypatch.delenv("TENCENTCLOUD_SESSIONTOKEN", raising=False)
         e.load_catalog([{"job_id": jid(n), "tag": "Transcode", "created": T0 + n, "state": s}
                         for n, s in enumerate(["Success", "Running", "Failed"] * 50)])

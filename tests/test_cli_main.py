@@ -79,7 +79,7 @@ def test_query_in_process_does_not_import_the_emulator() -> None:
             " '--endpoint', 'http://127.0.0.1:9', '--timeout', '0.5'])\n"
             f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\n")
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "lib"), "TENCENTCLOUD_SECRETID": "AKIDx",
-           "TENCENTCLOUD_SECRETKEY": "k" * 8, "CI_MAX_ATTEMPTS": "1"}
+           "TENCENTCLOUD_SECRETKEY": "k" * 8, "HTTP_MAX_ATTEMPTS": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
                           check=False)
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY=", proc.stdout + proc.stderr

@@ -22,11 +22,11 @@ C = "j" + "c" * 32
 
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CI_ENDPOINT", "TENCENTCLOUD_SESSIONTOKEN", "CI_MAX_ATTEMPTS"):
+    for name in ("CI_ENDPOINT", "TENCENTCLOUD_SESSIONTOKEN", "HTTP_MAX_ATTEMPTS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CI_BUCKET", BUCKET)
     monkeypatch.setenv("CI_REGION", REGION)
-    monkeypatch.setenv("CI_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("HTTP_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("TENCENTCLOUD_SECRETID", "AKIDtest")
     monkeypatch.setenv("TENCENTCLOUD_SECRETKEY", "cli-secret-key")
 
@@ -64,7 +64,7 @@ def test_some_failed_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     code, doc, _ = run(capsys, " ".join(ids))
     assert code == 1
     assert len(doc["JobsDetail"]) == 10
-    assert doc["Failed"] == [{"JobId": ids[10], "Retryable": False,
+    assert doc["Failed"] == [{"JobId": ids[10], "Retryable": True,  # configuration: kept for later
                               "Error": {"Code": "AccessDenied", "Message": "denied", "HttpStatus": 403,
                                         "RequestId": "rid"}}]
 
@@ -216,7 +216,7 @@ def test_jsonl_one_line_per_distinct_id_in_input_order(capsys: pytest.CaptureFix
     assert lines[0] == {"JobId": ids[0], "NonExist": True}
     assert lines[1] == {"JobId": UPPER, "Invalid": True}
     assert all(line["State"] == "Success" and line["Tag"] == "Transcode" for line in lines[2:11])
-    assert lines[11]["Error"]["Code"] == "AccessDenied" and lines[11]["Retryable"] is False
+    assert lines[11]["Error"]["Code"] == "AccessDenied" and lines[11]["Retryable"] is True  # configuration
 
 
 @responses.activate

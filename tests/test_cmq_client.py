@@ -93,7 +93,7 @@ def test_build_params_shapes() -> None:
         build_params(QUEUE, [], [])
 
 
-@pytest.mark.parametrize(("code", "retryable"), [(4000, False), (4100, False), (4440, False), (6000, True)])
+@pytest.mark.parametrize(("code", "retryable"), [(4000, False), (4440, False), (6000, True)])
 @responses.activate
 def test_code_not_zero_on_http_200_is_an_error(code: int, retryable: bool) -> None:
     responses.post(URL, json={"code": code, "message": "(10200)bad", "requestId": "rq"})
@@ -126,7 +126,8 @@ def test_http_4xx_is_final_and_deadline_respected() -> None:
     c, _ = dataflow()
     with pytest.raises(CmqError) as ei:
         c.send(QUEUE, ["x"])
-    assert not ei.value.retryable and ei.value.status == 403
+    # 403: credentials rejected: a configuration failure, not retried now (retryable: kept for later)
+    assert ei.value.retryable and ei.value.failure_class == "configuration" and ei.value.status == 403
     with pytest.raises(CmqError, match="DeadlineExceeded"):
         c.send(QUEUE, ["x"], deadline=Deadline(0))
     assert len(responses.calls) == 1

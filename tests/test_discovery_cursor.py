@@ -3,6 +3,7 @@ bound modes), windows, and sequence-named create-if-absent persistence under con
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import threading
@@ -377,7 +378,7 @@ def test_threads_advancing_at_once_keep_every_position() -> None:
         for pos in plan:
             assert final.position.merge(pos) == final.position
     ordered = [StoredCursor.decode(mem.objects[k]).position for k in sorted(mem.objects)]
-    for earlier, later in zip(ordered, ordered[1:]):
+    for earlier, later in itertools.pairwise(ordered):
         assert later.merge(earlier) == later
     assert any(not ok for _, ok in mem.creates) or len(ordered) == len(mem.creates)
 

@@ -248,7 +248,7 @@ def test_queue_event_id_limit_through_the_handler_logs_each_skipped_record(tmp_p
 
     env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "CI_ENDPOINT": "http://127.0.0.1:9",
            "RESULT_SINK": f"file://{tmp_path}/r", "PENDING_STORE": f"file://{tmp_path}/p",
-           "MAX_IDS_PER_EVENT": "100", "CI_MAX_ATTEMPTS": "1", "TENCENTCLOUD_SECRETID": "AKIDexample",
+           "MAX_IDS_PER_EVENT": "100", "HTTP_MAX_ATTEMPTS": "1", "TENCENTCLOUD_SECRETID": "AKIDexample",
            "TENCENTCLOUD_SECRETKEY": "secret-key-example"}
     stream = io.StringIO()
     app = build_app(env, log_stream=stream)

@@ -348,7 +348,7 @@ def emulated() -> Iterator[tuple[App, Any]]:
         env = {"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou", "CI_ENDPOINT": emu.url,
                "RESULT_SINK": f"file://{tmp}/results", "PENDING_STORE": f"file://{tmp}/pending",
                "TENCENTCLOUD_SECRETID": "AKIDfuzz", "TENCENTCLOUD_SECRETKEY": "fuzz-secret-key",
-               "API_TOKEN": TOKEN, "MAX_IDS_PER_REQUEST": "20", "CI_MAX_ATTEMPTS": "1", "LOG_LEVEL": "error"}
+               "API_TOKEN": TOKEN, "MAX_IDS_PER_REQUEST": "20", "HTTP_MAX_ATTEMPTS": "1", "LOG_LEVEL": "error"}
         app = build_app(env, log_stream=io.StringIO())
         yield app, emu
 

@@ -137,7 +137,7 @@ def test_cos_errors_are_reported(fake_cos: FakeCos) -> None:
     fake_cos.faults = [(403, "AccessDenied"), (403, "AccessDenied")]  # the list marker, then the listing
     with pytest.raises(PendingError) as ei:
         reg.listing()
-    assert ei.value.code == "AccessDenied" and not ei.value.retryable
+    assert ei.value.code == "AccessDenied" and ei.value.retryable  # configuration: kept for later, not retried now
 
 
 def test_build_pending_store(tmp_path: Path) -> None:

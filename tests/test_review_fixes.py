@@ -43,7 +43,7 @@ def emu_env(monkeypatch):
     with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, seed=3) as emu:
         env = emu.env(BUCKET, REGION) | {
             "RESULT_SINK": f"cos://{BUCKET}.{REGION}/results", "PENDING_STORE": f"cos://{BUCKET}.{REGION}/state",
-            "API_TOKEN": "review-token-01234", "DEADLINE_MARGIN_S": "0.5", "CI_MAX_ATTEMPTS": "2",
+            "API_TOKEN": "review-token-01234", "DEADLINE_MARGIN_S": "0.5", "HTTP_MAX_ATTEMPTS": "2",
         }
         for k, v in env.items():
             monkeypatch.setenv(k, v)

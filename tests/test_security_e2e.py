@@ -113,7 +113,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Emulator, Any]]:
     with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, token=TOKEN, seed=9) as emu:
         env = emu.env(BUCKET, REGION) | {
             "RESULT_SINK": f"cos://{BUCKET}.{REGION}/results", "PENDING_STORE": f"cos://{BUCKET}.{REGION}/state",
-            "API_TOKEN": API_TOKEN, "CI_MAX_ATTEMPTS": "2", "DEADLINE_MARGIN_S": "0.5", "LOG_LEVEL": "debug",
+            "API_TOKEN": API_TOKEN, "HTTP_MAX_ATTEMPTS": "2", "DEADLINE_MARGIN_S": "0.5", "LOG_LEVEL": "debug",
             "TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
             "TENCENTCLOUD_SESSIONTOKEN": TOKEN,
         }
@@ -202,7 +202,7 @@ def test_no_secret_in_logs_or_outputs_also_when_requests_fail(world: Any) -> Non
         results.append(handler.main_handler(http_event("POST", "/callbacks/ci", None, token="",
                                                        queryStringParameters={"token": "wrong"}), CTX))
     logs = out.getvalue()
-    assert "ci.request" in logs and "error" in logs  # failures were logged
+    assert "http.request" in logs and "error" in logs  # failures were logged
     secrets = {SECRET_KEY, TOKEN, API_TOKEN}
     auths = [r.headers.get("Authorization") or r.headers.get("authorization") or "" for r in emu.ci.requests]
     auths += [r.headers.get("Authorization") or r.headers.get("authorization") or "" for r in emu.cos.requests]

@@ -184,10 +184,11 @@ def test_cos_sink_failure_is_reported_retryable_and_a_later_retry_completes(fake
     assert r.ok and not r.already and len(fake_cos.objects) == 1
 
 
-def test_cos_sink_access_denied_is_final(fake_cos: FakeCos) -> None:
+def test_cos_sink_access_denied_is_not_retried_but_kept(fake_cos: FakeCos) -> None:
     fake_cos.faults = [(403, "AccessDenied")]
     [r] = cos_sink().write([job()])
-    assert not r.ok and not r.retryable and r.error is not None and r.error.http_status == 403
+    # a configuration failure: one request, not retried now; retryable: the job is kept until it is fixed
+    assert not r.ok and r.retryable and r.error is not None and r.error.http_status == 403
     assert len(fake_cos.log) == 1
 
 

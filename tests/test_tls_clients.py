@@ -1,6 +1,6 @@
 """A refused TLS certificate has its own error code in every client (``CertificateVerifyFailed``, not a
-bare ``ConnectionError``), and stays retryable: the jobs are kept pending until the endpoint or its
-certificate is fixed, never dropped.
+bare ``ConnectionError``) and is a ``configuration`` failure: not retried now (one handshake), but retryable
+(the jobs are kept pending until the endpoint or its certificate is fixed, never dropped).
 
 The server is a TLS listener on 127.0.0.1 with the test-only self-signed certificate
 (``tests/data/tls``); the clients verify against certifi's bundle, as in production.
@@ -54,7 +54,7 @@ def tls() -> Iterator[TLSServer]:
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -79,7 +79,7 @@ def test_ci_client(tls: TLSServer) -> None:
     result = JobClient(settings, credentials=lambda: CREDS, sleep=sleeps).query([JOB])
     (failure,) = result.failed
     assert failure.error.code == "CertificateVerifyFailed" and failure.retryable
-    assert "certificate" in failure.error.message and len(sleeps) == settings.ci_max_attempts - 1
+    assert "certificate refused" in failure.error.message and sleeps == []
     assert tls.saw_only_refused_handshakes()
 
 
@@ -88,7 +88,8 @@ def test_cos_client(tls: TLSServer) -> None:
     cos = CosClient(Settings(cos_endpoint=tls.url), lambda: CREDS, sleep=sleeps)
     with pytest.raises(CosError) as info:
         cos.put_object("examplebucket-1250000000", "ap-guangzhou", "k.json", b"{}", "application/json")
-    assert info.value.code == "CertificateVerifyFailed" and info.value.retryable and len(sleeps) >= 1
+    assert info.value.code == "CertificateVerifyFailed" and info.value.retryable and sleeps == []
+    assert info.value.failure_class == "configuration" and "127.0.0.1:" in info.value.message
     assert tls.saw_only_refused_handshakes()
 
 
@@ -97,5 +98,6 @@ def test_cmq_client(tls: TLSServer) -> None:
     cmq = DataflowCmqClient(Settings(cmq_endpoint=tls.url), lambda: CREDS, sleep=sleeps)
     with pytest.raises(CmqError) as info:
         cmq.send(CmqTarget("queue", "ap-guangzhou", "results"), ["{}"])
-    assert info.value.code == "CertificateVerifyFailed" and info.value.retryable and len(sleeps) >= 1
+    assert info.value.code == "CertificateVerifyFailed" and info.value.retryable and sleeps == []
+    assert info.value.failure_class == "configuration" and "127.0.0.1:" in info.value.message
     assert tls.saw_only_refused_handshakes()

@@ -53,7 +53,7 @@ class World:
     def start(self, **env: str) -> Any:
         base = self.emu.env(BUCKET, REGION) | {
             "RESULT_SINK": self.emu.webhook_url("hook"), "WEBHOOK_SECRET": SECRET,
-            "PENDING_STORE": f"file://{self.tmp_path}/pending", "CI_MAX_ATTEMPTS": "3",
+            "PENDING_STORE": f"file://{self.tmp_path}/pending", "HTTP_MAX_ATTEMPTS": "3",
             "DEADLINE_MARGIN_S": "0.5", "LOG_LEVEL": "debug",
         }
         for k, v in (base | env).items():

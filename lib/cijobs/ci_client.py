@@ -21,35 +21,32 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import requests
 
-from . import log
+from . import failures, log
 from .credentials import Credentials
 from .deadline import Deadline
 from .endpoints import Target, resolve
-from .http import (
-    RETRYABLE_EXCEPTIONS,
-    RetryPolicy,
-    is_retryable_status,
-    new_session,
-    prepare_get,
-    timeouts,
-)
+from .http import DEFAULT_MAX_BODY_BYTES, Reply, RetryPolicy, new_session
 from .job_ids import dedupe, validate_job_id
 from .models import ErrorInfo, Job, JobFailure, QueryResult, ServiceError
+from .service_call import Failure, Refused, Service, call
 from .settings import Settings
 from .signing import CosSigner
 
 if TYPE_CHECKING:
     from .normalize.drift import DriftCallback
-from .transport import CertificateVerifyError
+    from .ratelimit import Limiters
 
 MAX_IDS_PER_CALL = 10  # documented limit of GET /jobs/<id>,<id>...
 TOKEN_HEADER = "x-ci-security-token"
+SERVICE = Service("ci", request_id_headers=("x-ci-request-id", "x-cos-request-id"))
 
 Normalizer = Callable[[bytes], dict[str, Any]]
 
 
 class CIError(ServiceError):
-    """One failed CI request (after retries), for the batch of ``job_ids`` it carried."""
+    """One failed CI request (after retries), for the batch of ``job_ids`` it carried.
+
+    ``failure_class`` is one of :data:`cijobs.failures.CLASSES`; ``retryable`` is true unless it is ``final``."""
 
     def __init__(
         self,
@@ -59,14 +56,24 @@ class CIError(ServiceError):
         request_id: Optional[str] = None,
         job_ids: Sequence[str] = (),
         retryable: bool = False,
+        failure_class: Optional[str] = None,
     ) -> None:
+        if failure_class is not None:
+            retryable = failures.is_retryable(failure_class)
         super().__init__(code, message, retryable=retryable, status=status, request_id=request_id,
                          text=f"{code}: {message}" + (f" (HTTP {status})" if status else ""))
         self.job_ids = list(job_ids)
+        self.failure_class = failure_class or (failures.TRANSIENT if retryable else failures.FINAL)
+
+    @classmethod
+    def from_failure(cls, failure: Failure, job_ids: Sequence[str] = ()) -> CIError:
+        return cls(failure.status, failure.code, failure.message, failure.request_id, job_ids,
+                   failure_class=failure.failure_class)
 
     def failures(self) -> list[JobFailure]:
         info = self.to_error_info()
-        return [JobFailure(job_id, info, self.retryable) for job_id in self.job_ids]
+        return [failures.ClassifiedJobFailure(job_id, info, self.retryable, self.failure_class)
+                for job_id in self.job_ids]
 
 
 def ci_target(settings: Settings) -> Target:
@@ -101,6 +108,8 @@ class JobClient:
         rng: Optional[Any] = None,
         redactor: Optional[log.Redactor] = None,
         on_drift: Optional[DriftCallback] = None,
+        limiters: Optional[Limiters] = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._settings = settings
         self._target = ci_target(settings)
@@ -111,11 +120,15 @@ class JobClient:
         self._normalize = normalize
         self._sleep = sleep
         self._clock = clock
-        policy_kwargs: dict[str, Any] = {"max_attempts": settings.ci_max_attempts}
+        policy_kwargs: dict[str, Any] = {"max_attempts": settings.max_attempts}
         if rng is not None:
             policy_kwargs["rng"] = rng
         self._policy = RetryPolicy(**policy_kwargs)
+        self._limiter = limiters.get("ci") if limiters is not None else None
+        self._max_body_bytes = max_body_bytes
         self._log = log.get_logger("cijobs.ci_client")
+        for warning in settings.alias_warnings():  # once per container: the client is built at cold start
+            self._log.warning("settings.alias", message=warning)
 
     @property
     def target(self) -> Target:
@@ -147,86 +160,36 @@ class JobClient:
 
     # ------------------------------------------------------------------ one batch
     def _run_batch(self, ids: list[str], signer: CosSigner, deadline: Deadline) -> _BatchOutcome:
-        if deadline.expired():
-            return _BatchOutcome(ids, error=CIError(
-                None, "DeadlineExceeded", "no time left to send this request", None, ids, retryable=True))
         url = f"{self._target.base_url}/jobs/{','.join(ids)}"
         headers = {"Host": self._target.host_header} if self._target.host_header else {}
+        # Built once (requests' own preparation); each attempt copies it and signs the copy anew.
+        base = self._session.prepare_request(requests.Request("GET", url, headers=headers))
 
-        def once(attempt: int) -> _BatchOutcome:
-            outcome = self._attempt(url, headers, ids, signer, deadline, attempt)
-            if outcome.error is not None:
-                raise outcome.error
-            return outcome
+        def prepare(_attempt: int) -> requests.PreparedRequest:
+            prepared = base.copy()
+            prepared.prepare_auth(signer)
+            return prepared
+
+        def accept(reply: Reply) -> _BatchOutcome:
+            request_id = reply.headers.get("x-ci-request-id") or reply.headers.get("x-cos-request-id")
+            try:
+                document = self._normalizer()(reply.body)
+            except (ValueError, SyntaxError) as exc:
+                raise Refused(failures.MALFORMED_RESPONSE, f"unexpected response body: {type(exc).__name__}",
+                              request_id,
+                              failures.FINAL if _is_permanent_body_error(exc) else failures.TRANSIENT) from None
+            return _BatchOutcome(ids, document=document, request_id=request_id)
 
         try:
-            return self._policy.run(once, deadline, self._sleep)
+            return call(
+                self._session, prepare, accept, service=SERVICE, host_port=self._target.host_port,
+                deadline=deadline, connect_timeout_s=self._settings.connect_timeout_s,
+                read_timeout_s=self._settings.read_timeout_s, policy=self._policy,
+                make_error=lambda f: CIError.from_failure(f, ids), sleep=self._sleep, limiter=self._limiter,
+                max_body_bytes=self._max_body_bytes, log_fields={"batch_size": len(ids), "first_id": ids[0]},
+            )
         except CIError as err:
             return _BatchOutcome(ids, error=err)
-
-    def _attempt(
-        self, url: str, headers: dict[str, str], ids: list[str], signer: CosSigner, deadline: Deadline, attempt: int
-    ) -> _BatchOutcome:
-        started = time.monotonic()
-        fields: dict[str, Any] = {"batch_size": len(ids), "attempt": attempt, "first_id": ids[0]}
-        try:
-            resp = self._session.send(
-                prepare_get(self._session, url, headers, signer), allow_redirects=False,
-                timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
-            )
-        except CertificateVerifyError as exc:  # its own code; still retryable: the jobs stay pending until fixed
-            err = CIError(None, "CertificateVerifyFailed", str(exc), None, ids, retryable=True)
-            self._log_request(started, fields, status=None, request_id=None, error=err.code)
-            return _BatchOutcome(ids, error=err)
-        except RETRYABLE_EXCEPTIONS as exc:
-            code = "Timeout" if isinstance(exc, requests.Timeout) else "ConnectionError"
-            err = CIError(None, code, type(exc).__name__, None, ids, retryable=True)
-            self._log_request(started, fields, status=None, request_id=None, error=code)
-            return _BatchOutcome(ids, error=err)
-        except requests.RequestException as exc:
-            err = CIError(None, "RequestError", type(exc).__name__, None, ids, retryable=False)
-            self._log_request(started, fields, status=None, request_id=None, error=err.code)
-            return _BatchOutcome(ids, error=err)
-        request_id = resp.headers.get("x-ci-request-id") or resp.headers.get("x-cos-request-id")
-        status = resp.status_code
-        if status == 200:
-            try:
-                document = self._normalizer()(resp.content)
-            except (ValueError, SyntaxError) as exc:
-                retryable = not _is_permanent_body_error(exc)
-                err = CIError(status, "MalformedResponse", f"unexpected response body: {type(exc).__name__}",
-                              request_id, ids, retryable=retryable)
-                self._log_request(started, fields, status=status, request_id=request_id, error=err.code)
-                return _BatchOutcome(ids, error=err)
-            self._log_request(started, fields, status=status, request_id=request_id, error=None)
-            return _BatchOutcome(ids, document=document, request_id=request_id)
-        err = self._http_error(resp, ids, request_id)
-        self._log_request(started, fields, status=status, request_id=request_id, error=err.code)
-        return _BatchOutcome(ids, error=err)
-
-    def _http_error(self, resp: requests.Response, ids: list[str], request_id: Optional[str]) -> CIError:
-        status = resp.status_code
-        parsed: Optional[dict[str, Any]] = None
-        try:
-            from .normalize import parse_error
-
-            parsed = parse_error(resp.content)
-        except (ValueError, SyntaxError):
-            parsed = None
-        parsed = parsed or {}
-        if 300 <= status < 400:
-            default_code, default_msg = "Redirect", f"refused to follow HTTP {status} redirect"
-        else:
-            default_code, default_msg = f"HTTP{status}", resp.reason or f"HTTP {status}"
-        rid = parsed.get("RequestId") or request_id
-        return CIError(
-            status,
-            str(parsed.get("Code") or default_code),
-            str(parsed.get("Message") or default_msg),
-            str(rid) if rid else None,
-            ids,
-            retryable=is_retryable_status(status),
-        )
 
     def _normalizer(self) -> Normalizer:
         if self._normalize is None:
@@ -236,17 +199,6 @@ class JobClient:
 
             self._normalize = partial(normalize_document, on_drift=self._on_drift)
         return self._normalize
-
-    def _log_request(
-        self, started: float, fields: dict[str, Any], *, status: Optional[int], request_id: Optional[str],
-        error: Optional[str],
-    ) -> None:
-        event = dict(fields, status=status, ci_request_id=request_id,
-                     duration_ms=round((time.monotonic() - started) * 1000, 1))
-        if error:
-            self._log.warning("ci.request", error=error, **event)
-        else:
-            self._log.info("ci.request", **event)
 
     # ------------------------------------------------------------------ merge
     def _merge(self, valid: list[str], outcomes: list[_BatchOutcome], result: QueryResult) -> QueryResult:
@@ -279,11 +231,11 @@ class JobClient:
                     self._log.warning("ci.unexpected_nonexistent_id", job_id=str(job_id)[:80])
             for job_id in outcome.ids:
                 if job_id not in found and job_id not in missing:
-                    failed[job_id] = JobFailure(
+                    failed[job_id] = failures.ClassifiedJobFailure(
                         job_id,
                         ErrorInfo("MissingFromResponse", "CI returned neither the job nor its ID in NonExistJobIds",
                                   200, outcome.request_id),
-                        True)
+                        True, failures.TRANSIENT)
         result.jobs = [found[i] for i in sorted(found, key=order.__getitem__)]
         result.nonexistent = sorted(missing - set(found), key=order.__getitem__)
         result.failed = [failed[i] for i in sorted(failed, key=order.__getitem__)]

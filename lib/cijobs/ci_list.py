@@ -20,19 +20,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import quote
 
 import requests
 
-from . import log
-from .ci_client import TOKEN_HEADER, CIError, Normalizer, ci_target
+from . import failures, log
+from .ci_client import SERVICE, TOKEN_HEADER, CIError, Normalizer, ci_target
 from .credentials import Credentials
 from .deadline import Deadline
-from .http import RETRYABLE_EXCEPTIONS, RetryPolicy, is_retryable_status, new_session, prepare_get, timeouts
+from .http import Reply, RetryPolicy, new_session
+from .service_call import Refused, call
 from .settings import Settings
 from .signing import CosSigner
-from .transport import CertificateVerifyError
+
+if TYPE_CHECKING:
+    from .ratelimit import Limiters
 
 LIST_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 CST = timezone(timedelta(hours=8))
@@ -119,10 +122,8 @@ class ListPage:
 
 
 class JobLister:
-    """Lists CI jobs of one bucket. Thread-safe; share the query client's session to share its pool.
-
-    ``before_request`` is called before every attempt (hook for a shared rate limiter; it may sleep).
-    """
+    """Lists CI jobs of one bucket through the one service-call path (retry policy, failure classes,
+    deadline, rate limiter). Thread-safe; share the query client's session to share its pool."""
 
     def __init__(
         self,
@@ -133,7 +134,7 @@ class JobLister:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         rng: Optional[Any] = None,
-        before_request: Optional[Callable[[], None]] = None,
+        limiters: Optional[Limiters] = None,
         redactor: Optional[log.Redactor] = None,
     ) -> None:
         self._settings = settings
@@ -144,66 +145,49 @@ class JobLister:
         self._normalize = normalize
         self._sleep = sleep
         self._clock = clock
-        self._before = before_request
-        policy_kwargs: dict[str, Any] = {"max_attempts": settings.ci_max_attempts}
+        policy_kwargs: dict[str, Any] = {"max_attempts": settings.max_attempts}
         if rng is not None:
             policy_kwargs["rng"] = rng
         self._policy = RetryPolicy(**policy_kwargs)
-        self._log = log.get_logger("cijobs.ci_list")
+        self._limiter = limiters.get("ci") if limiters is not None else None
 
     def list_page(self, query: ListQuery, deadline: Optional[Deadline] = None) -> ListPage:
         """One page; raises :class:`CIError` (after retries) when CI does not answer with a list."""
         deadline = deadline or Deadline.never()
-        if deadline.expired():
-            raise CIError(None, "DeadlineExceeded", "no time left to send this request", retryable=True)
         creds = self._credentials()
         if self._redactor is not None:
             self._redactor.add(creds.secrets())
         signer = CosSigner(creds, TOKEN_HEADER, clock=self._clock)
         url = f"{self._target.base_url}/jobs?{encode_query(query.params())}"
         headers = {"Host": self._target.host_header} if self._target.host_header else {}
-        return self._policy.run(lambda n: self._attempt(url, headers, signer, query, deadline, n), deadline,
-                                self._sleep)
+        base = self._session.prepare_request(requests.Request("GET", url, headers=headers))
+        attempts = [0]
 
-    def _attempt(self, url: str, headers: dict[str, str], signer: CosSigner, query: ListQuery, deadline: Deadline,
-                 attempt: int) -> ListPage:
-        if self._before is not None:
-            self._before()
-        started = time.monotonic()
-        fields: dict[str, Any] = {"tag": query.tag, "queue_id": query.queue_id, "attempt": attempt,
-                                  "continued": bool(query.next_token)}
-        try:
-            resp = self._session.send(
-                prepare_get(self._session, url, headers, signer), allow_redirects=False,
-                timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
-            )
-        except CertificateVerifyError as exc:
-            self._done(started, fields, None, None, "CertificateVerifyFailed")
-            raise CIError(None, "CertificateVerifyFailed", str(exc), retryable=True) from None
-        except RETRYABLE_EXCEPTIONS as exc:
-            code = "Timeout" if isinstance(exc, requests.Timeout) else "ConnectionError"
-            self._done(started, fields, None, None, code)
-            raise CIError(None, code, type(exc).__name__, retryable=True) from None
-        except requests.RequestException as exc:
-            self._done(started, fields, None, None, "RequestError")
-            raise CIError(None, "RequestError", type(exc).__name__, retryable=False) from None
-        request_id = resp.headers.get("x-ci-request-id") or resp.headers.get("x-cos-request-id")
-        status = resp.status_code
-        if status != 200:
-            err = _http_error(resp, request_id)
-            self._done(started, fields, status, request_id, err.code)
-            raise err
-        try:
-            doc = self._normalizer()(resp.content)
-        except (ValueError, SyntaxError) as exc:
-            self._done(started, fields, status, request_id, "MalformedResponse")
-            raise CIError(status, "MalformedResponse", f"unexpected response body: {type(exc).__name__}",
-                          request_id, retryable=True) from None
-        jobs = [j for j in doc.get("JobsDetail") or [] if isinstance(j, dict)]
-        token = doc.get("NextToken")
-        fields["jobs"] = len(jobs)
-        self._done(started, fields, status, request_id, None)
-        return ListPage(jobs, token if isinstance(token, str) and token else None, request_id, attempt)
+        def prepare(attempt: int) -> requests.PreparedRequest:
+            attempts[0] = attempt
+            prepared = base.copy()
+            prepared.url = url  # the query string exactly as encoded (``+`` as %2B) and signed
+            prepared.prepare_auth(signer)
+            return prepared
+
+        def accept(reply: Reply) -> ListPage:
+            request_id = reply.headers.get("x-ci-request-id") or reply.headers.get("x-cos-request-id")
+            try:
+                doc = self._normalizer()(reply.body)
+            except (ValueError, SyntaxError) as exc:
+                raise Refused(failures.MALFORMED_RESPONSE, f"unexpected response body: {type(exc).__name__}",
+                              request_id, failures.TRANSIENT) from None
+            jobs = [j for j in doc.get("JobsDetail") or [] if isinstance(j, dict)]
+            token = doc.get("NextToken")
+            return ListPage(jobs, token if isinstance(token, str) and token else None, request_id, attempts[0])
+
+        return call(
+            self._session, prepare, accept, service=SERVICE, host_port=self._target.host_port,
+            deadline=deadline, connect_timeout_s=self._settings.connect_timeout_s,
+            read_timeout_s=self._settings.read_timeout_s, policy=self._policy,
+            make_error=CIError.from_failure, sleep=self._sleep, limiter=self._limiter,
+            log_fields={"tag": query.tag, "queue_id": query.queue_id, "continued": bool(query.next_token)},
+        )
 
     def _normalizer(self) -> Normalizer:
         if self._normalize is None:
@@ -211,29 +195,6 @@ class JobLister:
 
             self._normalize = normalize_document
         return self._normalize
-
-    def _done(self, started: float, fields: dict[str, Any], status: Optional[int], request_id: Optional[str],
-              error: Optional[str]) -> None:
-        event = dict(fields, status=status, ci_request_id=request_id,
-                     duration_ms=round((time.monotonic() - started) * 1000, 1))
-        if error:
-            self._log.warning("ci.list", error=error, **event)
-        else:
-            self._log.info("ci.list", **event)
-
-
-def _http_error(resp: requests.Response, request_id: Optional[str]) -> CIError:
-    from .normalize import parse_error
-
-    status = resp.status_code
-    parsed = parse_error(resp.content) or {}
-    if 300 <= status < 400:
-        default_code, default_msg = "Redirect", f"refused to follow HTTP {status} redirect"
-    else:
-        default_code, default_msg = f"HTTP{status}", resp.reason or f"HTTP {status}"
-    rid = parsed.get("RequestId") or request_id
-    return CIError(status, str(parsed.get("Code") or default_code), str(parsed.get("Message") or default_msg),
-                   str(rid) if rid else None, retryable=is_retryable_status(status))
 
 
 def queue_required(err: CIError) -> bool:

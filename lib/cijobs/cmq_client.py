@@ -12,7 +12,9 @@ Two clients with one method, ``send(target, bodies, tags, deadline) -> list[msgI
   queue/topic, message too large) and other HTTP statuses.
 * :class:`ApiCmqClient` (``CMQ_MODE=api``): Cloud API 3.0 ``SendCmqMsg`` /
   ``PublishCmqMsg`` through ``tencentcloud-sdk-python-tdmq`` (imported only
-  here, only when used); one message per call (``max_batch == 1``).
+  here, only when used); one message per call (``max_batch == 1``). This mode
+  stays on the SDK's own HTTP session (its own timeouts and transport); only
+  its retries are ours.
   Retryable: ``InternalError*``, ``RequestLimitExceeded``, ``LimitExceeded``,
   ``FailedOperation.CmqBackendError`` and network errors.
 
@@ -26,25 +28,31 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 from urllib.parse import urlsplit
 
 import requests
 
-from . import cmq_signing
-from .credentials import Credentials
+from . import cmq_signing, failures
+from .credentials import Credentials, CredentialsError
 from .deadline import Deadline
-from .http import RetryPolicy, is_retryable_status, new_session, request_failure, timeouts
+from .endpoints import Target
+from .http import DEFAULT_MAX_BODY_BYTES, Reply, RetryPolicy, new_session
 from .log import get_logger
 from .models import ServiceError
+from .service_call import Failure, Refused, Service, call
 from .settings import Settings, SettingsError
 from .targets import CmqTarget
+
+if TYPE_CHECKING:
+    from .ratelimit import Limiters
 
 MAX_BATCH = 16
 MAX_BATCH_BYTES = 64 * 1024
 MAX_TAGS = 5
 MAX_TAG_CHARS = 16
 CredentialsSource = Callable[[], Credentials]
+SERVICE = Service("cmq", request_id_headers=(), legacy_redirect_code=True)
 
 
 class CmqConfigError(SettingsError):
@@ -55,8 +63,11 @@ class CmqError(ServiceError):
     """A send/publish failed; ``code`` is the CMQ code (as text) or a Cloud API error code."""
 
     def __init__(self, code: str, message: str, retryable: bool, status: Optional[int] = None,
-                 request_id: Optional[str] = None) -> None:
+                 request_id: Optional[str] = None, failure_class: Optional[str] = None) -> None:
+        if failure_class is not None:
+            retryable = failures.is_retryable(failure_class)
         super().__init__(code, message, retryable=retryable, status=status, request_id=request_id)
+        self.failure_class = failure_class or (failures.TRANSIENT if retryable else failures.FINAL)
 
 
 class CmqClient(Protocol):
@@ -67,8 +78,8 @@ class CmqClient(Protocol):
 
 
 def dataflow_retryable(code: int) -> bool:
-    """CMQ data-flow ``code``: 4xxx/5xxx are the caller's problem, 6xxx the server's (retry)."""
-    return code >= 6000
+    """CMQ data-flow ``code``: a later attempt may help (server side, or authentication to fix)."""
+    return failures.is_retryable(failures.classify(failures.CMQ, 200, str(code)))
 
 
 def build_params(target: CmqTarget, bodies: Sequence[str], tags: Sequence[str]) -> dict[str, str]:
@@ -112,12 +123,16 @@ class DataflowCmqClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         rng: Optional[random.Random] = None,
+        limiters: Optional[Limiters] = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         if not settings.cmq_endpoint:
             raise CmqConfigError(
                 "CMQ_ENDPOINT must be set for CMQ_MODE=dataflow (copy the HTTP access address of the TDMQ CMQ "
                 "cluster from the console, e.g. http://gz.mqadapter.cmq.tencentyun.com)"
             )
+        if "{bucket}" in settings.cmq_endpoint:
+            raise CmqConfigError("CMQ_ENDPOINT may use the {region} placeholder only")
         if bool(settings.cmq_secret_id) != bool(settings.cmq_secret_key):
             raise CmqConfigError("CMQ_SECRET_ID and CMQ_SECRET_KEY must be set together")
         self._settings = settings
@@ -126,63 +141,76 @@ class DataflowCmqClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
-        self._policy = RetryPolicy(max_attempts=settings.ci_max_attempts, rng=self._rng)
-        self._url = settings.cmq_endpoint.rstrip("/") + cmq_signing.PATH
-        self._host = cmq_signing.host_of(settings.cmq_endpoint)
+        self._policy = RetryPolicy(max_attempts=settings.max_attempts, rng=self._rng)
+        self._limiter = limiters.get("cmq") if limiters is not None else None
+        self._max_body_bytes = max_body_bytes
         self._log = get_logger("cijobs.cmq")
+
+    def target(self, region: str) -> Target:
+        """The data-flow endpoint (:mod:`cijobs.endpoints`; ``{region}`` formatted with the queue's region)."""
+        return Target((self._settings.cmq_endpoint or "").replace("{region}", region), None)
 
     def send(self, target: CmqTarget, bodies: Sequence[str], tags: Sequence[str] = (),
              deadline: Optional[Deadline] = None) -> list[str]:
         deadline = deadline or Deadline.never()
         action_params = build_params(target, bodies, tags)
-        if deadline.expired():
-            raise CmqError("DeadlineExceeded", f"{action_params['Action']}: no time left", True)
-
-        def on_retry(attempt: int, exc: ServiceError, delay: float) -> None:
-            self._log.info("cmq_retry", action=action_params["Action"], target=target.url, attempt=attempt,
-                           code=exc.code, delay_s=round(delay, 3))
-
-        return self._policy.run(lambda _n: self._once(action_params, len(bodies), deadline), deadline,
-                                self._sleep, on_retry)
-
-    def _once(self, action_params: dict[str, str], count: int, deadline: Deadline) -> list[str]:
-        creds = cmq_credentials(self._settings, self._credentials)
-        params: dict[str, str] = dict(action_params)
-        params.update(cmq_signing.common_params(
-            action_params["Action"], creds.secret_id, self._clock(), self._rng.randint(1, 2**31 - 1),
-            token=creds.token,
-        ))
-        signed = cmq_signing.sign_params(params, creds.secret_key, self._host)
         action = action_params["Action"]
+        endpoint = self.target(target.region)
+        url = endpoint.base_url + cmq_signing.PATH
+        host = cmq_signing.host_of(endpoint.base_url)
+        count = len(bodies)
+
+        def prepare(_attempt: int) -> requests.PreparedRequest:
+            try:
+                creds = cmq_credentials(self._settings, self._credentials)
+            except CredentialsError as exc:
+                raise _NoCredentials(str(exc)) from None
+            params: dict[str, str] = dict(action_params)
+            params.update(cmq_signing.common_params(
+                action, creds.secret_id, self._clock(), self._rng.randint(1, 2**31 - 1), token=creds.token))
+            signed = cmq_signing.sign_params(params, creds.secret_key, host)
+            return self._session.prepare_request(requests.Request("POST", url, data=signed))
+
+        def accept(reply: Reply) -> list[str]:
+            return _accept(reply, count)
+
+        def make_error(f: Failure) -> CmqError:
+            return CmqError(f.code, f"{action}: {f.message}", f.retryable, f.status, f.request_id, f.failure_class)
+
         try:
-            resp = self._session.post(
-                self._url, data=signed, allow_redirects=False,
-                timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
-            )
-        except requests.RequestException as exc:
-            failure, detail, retryable = request_failure(exc)
-            raise CmqError(failure, f"{action}: {detail}", retryable) from None
-        if resp.status_code != 200:
-            raise CmqError(f"HTTP{resp.status_code}", f"{action}: HTTP {resp.status_code}",
-                           is_retryable_status(resp.status_code) or resp.status_code >= 500, resp.status_code)
-        try:
-            doc = resp.json()
-        except ValueError:
-            raise CmqError("MalformedResponse", f"{action}: response is not JSON", True, 200) from None
-        if not isinstance(doc, dict):
-            raise CmqError("MalformedResponse", f"{action}: response is not a JSON object", True, 200)
-        request_id = str(doc.get("requestId") or "") or None
-        code = doc.get("code")
-        if not isinstance(code, int):
-            raise CmqError("MalformedResponse", f"{action}: response has no integer code", True, 200, request_id)
-        if code != 0:
-            raise CmqError(str(code), f"{action}: {doc.get('message') or 'error'}", dataflow_retryable(code),
-                           200, request_id)
-        if count == 1:
-            return [str(doc.get("msgId") or "")]
-        items = doc.get("msgList")
-        ids = [str(i.get("msgId") or "") for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-        return ids if len(ids) == count else ids + [""] * (count - len(ids))
+            return call(self._session, prepare, accept, service=SERVICE, host_port=endpoint.host_port,
+                        deadline=deadline, connect_timeout_s=self._settings.connect_timeout_s,
+                        read_timeout_s=self._settings.read_timeout_s, policy=self._policy, make_error=make_error,
+                        sleep=self._sleep, limiter=self._limiter, max_body_bytes=self._max_body_bytes,
+                        log_fields={"action": action})
+        except _NoCredentials as exc:
+            raise CmqError("InvalidCredentials", f"{action}: {exc}", True,
+                           failure_class=failures.CONFIGURATION) from None
+
+
+class _NoCredentials(Exception):
+    pass
+
+
+def _accept(reply: Reply, count: int) -> list[str]:
+    """A data-flow answer: the message IDs, or :class:`Refused` (a ``code`` other than 0, or a malformed body)."""
+    try:
+        doc = json.loads(reply.body)
+    except ValueError:
+        raise Refused(failures.MALFORMED_RESPONSE, "response is not JSON") from None
+    if not isinstance(doc, dict):
+        raise Refused(failures.MALFORMED_RESPONSE, "response is not a JSON object")
+    request_id = str(doc.get("requestId") or "") or None
+    code = doc.get("code")
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise Refused(failures.MALFORMED_RESPONSE, "response has no integer code", request_id)
+    if code != 0:
+        raise Refused(str(code), _short(str(doc.get("message") or "error")), request_id)
+    if count == 1:
+        return [str(doc.get("msgId") or "")]
+    items = doc.get("msgList")
+    ids = [str(i.get("msgId") or "") for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+    return ids if len(ids) == count else ids + [""] * (count - len(ids))
 
 
 API_RETRYABLE_PREFIXES = ("InternalError", "RequestLimitExceeded", "LimitExceeded", "ClientNetworkError",
@@ -210,7 +238,7 @@ class ApiCmqClient:
         self._settings = settings
         self._credentials = credentials
         self._sleep = sleep
-        self._policy = RetryPolicy(max_attempts=settings.ci_max_attempts, rng=rng or random.Random())
+        self._policy = RetryPolicy(max_attempts=settings.max_attempts, rng=rng or random.Random())
         self._sdk_factory = sdk_factory or self._default_sdk
         self._log = get_logger("cijobs.cmq")
 
@@ -224,7 +252,7 @@ class ApiCmqClient:
         if self._settings.cmq_endpoint:
             parts = urlsplit(self._settings.cmq_endpoint)
             endpoint, protocol = parts.netloc or endpoint, parts.scheme or "https"
-        timeout = int(max(1, self._settings.ci_read_timeout_s))
+        timeout = int(max(1, self._settings.read_timeout_s))
         profile = ClientProfile(httpProfile=HttpProfile(endpoint=endpoint, protocol=protocol, reqTimeout=timeout))
         return tdmq_client.TdmqClient(credential.Credential(creds.secret_id, creds.secret_key, creds.token),
                                       region, profile)

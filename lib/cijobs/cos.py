@@ -1,11 +1,12 @@
 """Signed COS object requests: PUT/GET/HEAD/DELETE one object and list by prefix.
 
 Every request is signed with :class:`cijobs.signing.CosSigner` (token header
-``x-cos-security-token``), never follows redirects, and is retried with
-exponential backoff + full jitter (:class:`cijobs.http.RetryPolicy`) within the
-caller's deadline on: network errors and timeouts, every 5xx, 429, and the
-400 ``RequestTimeout`` (the body is replayable: every attempt re-sends the full
-body with the same ``Content-MD5``). Any other 4xx is final.
+``x-cos-security-token``), never follows redirects, and goes through the one call path
+(:func:`cijobs.service_call.call`): classified by the COS table of :mod:`cijobs.failures`, retried within
+the caller's deadline when transient (network errors, timeouts, 5xx, the 400 ``RequestTimeout``, malformed
+listings; the body is replayable: every attempt re-sends the full body with the same ``Content-MD5``) or
+throttled (``503 SlowDown``, 429). Configuration failures (``AccessDenied``, ``NoSuchBucket``, ...) and
+other 4xx are not retried.
 
 Host routing follows the endpoint contract: without ``COS_ENDPOINT`` the URL is
 ``https://<bucket>.cos.<region>.myqcloud.com``; an override with a ``{bucket}``
@@ -23,18 +24,20 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import quote, unquote
 
 import requests
 from defusedxml import ElementTree as DET
 
-from .credentials import Credentials
+from . import failures
+from .credentials import Credentials, CredentialsError
 from .deadline import Deadline
-from .endpoints import resolve
-from .http import RetryPolicy, is_retryable_status, new_session, request_failure, timeouts
+from .endpoints import Target, resolve
+from .http import DEFAULT_MAX_BODY_BYTES, Reply, RetryPolicy, new_session
 from .log import get_logger
 from .models import ServiceError
+from .service_call import Failure, Refused, Service, call, error_from_answer
 from .settings import Settings
 from .signing import CosSigner
 from .store.keys import validate_key
@@ -43,11 +46,14 @@ from .store.urls import BUCKET_RE, REGION_RE
 TOKEN_HEADER = "x-cos-security-token"
 META_PREFIX = "x-cos-meta-"
 MAX_LIST_KEYS = 1000
-# 4xx codes COS (S3 semantics) marks as safe to retry.
-RETRYABLE_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"})
+SERVICE = Service("cos", request_id_headers=("x-cos-request-id",),
+                  default_codes={404: "NoSuchKey", 403: "AccessDenied", 409: "Conflict", 412: "PreconditionFailed"})
 _META_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 CredentialsSource = Callable[[], Credentials]
+
+if TYPE_CHECKING:
+    from .ratelimit import Limiters
 
 
 class CosError(ServiceError):
@@ -60,9 +66,18 @@ class CosError(ServiceError):
         message: str,
         request_id: Optional[str] = None,
         retryable: bool = False,
+        failure_class: Optional[str] = None,
     ) -> None:
+        if failure_class is not None:
+            retryable = failures.is_retryable(failure_class)
         super().__init__(code, message, retryable=retryable, status=status, request_id=request_id,
                          text=f"{code} ({status}): {message}" if status else f"{code}: {message}")
+        self.failure_class = failure_class or (failures.TRANSIENT if retryable else failures.FINAL)
+
+    @classmethod
+    def from_failure(cls, failure: Failure) -> CosError:
+        return cls(failure.status, failure.code, failure.message, failure.request_id,
+                   failure_class=failure.failure_class)
 
 
 def content_md5(body: bytes) -> str:
@@ -126,26 +141,10 @@ def _text(el: Any, tag: str) -> str:
 
 
 def parse_error_response(status: int, body: bytes, headers: Mapping[str, str]) -> CosError:
-    """A typed error from a COS ``<Error>`` body, or from ``x-cos-*`` headers when the body is empty."""
-    code = message = request_id = ""
-    if body.strip():
-        try:
-            root = DET.fromstring(body)
-        except Exception:
-            root = None
-        if root is not None and root.tag == "Error":
-            code, message, request_id = _text(root, "Code"), _text(root, "Message"), _text(root, "RequestId")
-    code = code or headers.get("x-cos-error-code", "") or _default_code(status)
-    message = message or headers.get("x-cos-error-message", "") or f"HTTP {status}"
-    request_id = request_id or headers.get("x-cos-request-id", "")
-    retryable = is_retryable_status(status) or status >= 500 or code in RETRYABLE_CODES
-    return CosError(status, code, message, request_id or None, retryable)
+    """A typed, classified error from a COS answer (``<Error>`` body, else ``x-cos-*`` headers, else status)."""
+    from requests.structures import CaseInsensitiveDict
 
-
-def _default_code(status: int) -> str:
-    return {404: "NoSuchKey", 403: "AccessDenied", 409: "Conflict", 412: "PreconditionFailed"}.get(
-        status, f"HTTP{status}"
-    )
+    return CosError.from_failure(error_from_answer(SERVICE, Reply(status, "", CaseInsensitiveDict(headers), body)))
 
 
 def parse_list(body: bytes) -> ListPage:
@@ -153,9 +152,10 @@ def parse_list(body: bytes) -> ListPage:
     try:
         root = DET.fromstring(body)
     except Exception as exc:
-        raise CosError(200, "MalformedListResult", f"cannot parse ListBucketResult: {type(exc).__name__}") from None
+        raise Refused(failures.MALFORMED_RESPONSE,
+                      f"cannot parse ListBucketResult: {type(exc).__name__}") from None
     if root.tag != "ListBucketResult":
-        raise CosError(200, "MalformedListResult", f"expected ListBucketResult, got <{root.tag}>")
+        raise Refused(failures.MALFORMED_RESPONSE, f"expected ListBucketResult, got <{root.tag}>")
     objects = []
     for c in root.findall("Contents"):
         size = _text(c, "Size")
@@ -179,23 +179,31 @@ class CosClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         rng: Optional[random.Random] = None,
+        limiters: Optional[Limiters] = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._settings = settings
         self._credentials = credentials
         self._session = session or new_session(settings.ci_concurrency)
         self._sleep = sleep
         self._clock = clock
-        self._policy = RetryPolicy(max_attempts=settings.ci_max_attempts, rng=rng or random.Random())
+        self._policy = RetryPolicy(max_attempts=settings.max_attempts, rng=rng or random.Random())
+        self._limiter = limiters.get("cos") if limiters is not None else None
+        self._max_body_bytes = max_body_bytes
         self._log = get_logger("cijobs.cos")
 
     # -- addressing -------------------------------------------------------------------------------
-    def endpoint(self, bucket: str, region: str) -> tuple[str, Optional[str]]:
-        """``(base_url, host_header)``: host_header is set when it differs from the URL's host."""
+    def target(self, bucket: str, region: str) -> Target:
+        """The endpoint of a bucket (:mod:`cijobs.endpoints`); the bucket and region are validated first."""
         if not BUCKET_RE.match(bucket):
             raise ValueError(f"COS bucket must look like <BucketName>-<APPID>, got {bucket!r}")
         if not REGION_RE.match(region):
             raise ValueError(f"COS region must look like ap-guangzhou, got {region!r}")
-        target = resolve(self._settings.cos_endpoint, bucket, region, "cos")
+        return resolve(self._settings.cos_endpoint, bucket, region, "cos")
+
+    def endpoint(self, bucket: str, region: str) -> tuple[str, Optional[str]]:
+        """``(base_url, host_header)``: host_header is set when it differs from the URL's host."""
+        target = self.target(bucket, region)
         return target.base_url, target.host_header
 
     def object_url(self, bucket: str, region: str, key: str) -> tuple[str, Optional[str]]:
@@ -226,7 +234,7 @@ class CosClient:
 
     def get_object(self, bucket: str, region: str, key: str, deadline: Optional[Deadline] = None) -> CosObject:
         resp = self._request("GET", bucket, region, key, deadline=deadline)
-        return CosObject(key, resp.content, dict(resp.headers))
+        return CosObject(key, resp.body, dict(resp.headers))
 
     def head_object(
         self, bucket: str, region: str, key: str, deadline: Optional[Deadline] = None
@@ -255,8 +263,9 @@ class CosClient:
         params = {"prefix": prefix, "max-keys": str(max(1, min(max_keys, MAX_LIST_KEYS)))}
         if marker:
             params["marker"] = marker
-        resp = self._request("GET", bucket, region, None, params=params, deadline=deadline)
-        return parse_list(resp.content)
+        page: ListPage = self._request("GET", bucket, region, None, params=params, deadline=deadline,
+                                       accept=_accept_list)
+        return page
 
     def iter_objects(
         self, bucket: str, region: str, prefix: str = "", deadline: Optional[Deadline] = None
@@ -271,7 +280,7 @@ class CosClient:
                 return out
             marker = page.next_marker
 
-    # -- transport --------------------------------------------------------------------------------
+    # -- the call path ---------------------------------------------------------------------------------
     def _request(
         self,
         method: str,
@@ -282,47 +291,47 @@ class CosClient:
         body: Optional[bytes] = None,
         params: Optional[dict[str, str]] = None,
         deadline: Optional[Deadline] = None,
-    ) -> requests.Response:
+        accept: Callable[[Reply], Any] = lambda reply: reply,
+    ) -> Any:
         deadline = deadline or Deadline.never()
+        target = self.target(bucket, region)
         if key is None:
-            base, host = self.endpoint(bucket, region)
-            url = base + "/"
+            url = target.base_url + "/"
         else:
-            url, host = self.object_url(bucket, region, key)
+            url = f"{target.base_url}/{quote(validate_key(key), safe='/-_.~')}"
         hdrs = dict(headers or {})
-        if host:
-            hdrs["Host"] = host
-        if deadline.expired():
-            raise CosError(None, "DeadlineExceeded", f"{method} {key or '/'}: no time left", retryable=True)
+        if target.host_header:
+            hdrs["Host"] = target.host_header
+        what = f"{method} {key or '/'}"
 
-        def once(_attempt: int) -> requests.Response:
-            error: CosError
+        def prepare(_attempt: int) -> requests.PreparedRequest:
             try:
                 creds = self._credentials()
-                resp = self._session.request(
-                    method, url, params=params, data=body, headers=hdrs,
-                    auth=CosSigner(creds, TOKEN_HEADER, self._clock),
-                    timeout=timeouts(self._settings.ci_connect_timeout_s, self._settings.ci_read_timeout_s, deadline),
-                    allow_redirects=False,
-                )
-            except requests.RequestException as exc:
-                code, detail, retryable = request_failure(exc)
-                error = CosError(None, code, f"{method} {key or '/'}: {detail}", retryable=retryable)
-            except UnicodeError:  # a header http.client cannot encode: the same request will never go out
-                error = CosError(None, "InvalidHeader", f"{method} {key or '/'}: a header value is not Latin-1",
-                                 retryable=False)
-            else:
-                if resp.status_code < 300:
-                    return resp
-                error = parse_error_response(resp.status_code, resp.content, resp.headers)
-                if resp.status_code < 400:
-                    error = CosError(resp.status_code, "UnexpectedRedirect",
-                                     f"COS answered {resp.status_code}; redirects are not followed",
-                                     error.request_id, False)
-            raise error
+            except CredentialsError as exc:
+                raise _NoCredentials(str(exc)) from None
+            return self._session.prepare_request(requests.Request(
+                method, url, params=params, data=body, headers=hdrs, auth=CosSigner(creds, TOKEN_HEADER, self._clock)))
 
-        def on_retry(attempt: int, error: ServiceError, delay: float) -> None:
-            self._log.info("cos_retry", method=method, key=key, attempt=attempt, code=error.code,
-                           status=error.status, delay_s=round(delay, 3))
+        def make_error(failure: Failure) -> CosError:
+            if failure.status is not None:  # the service's own message
+                return CosError.from_failure(failure)
+            return CosError.from_failure(Failure(failure.code, f"{what}: {failure.message}", failure.failure_class,
+                                                 failure.status, failure.request_id))
 
-        return self._policy.run(once, deadline, self._sleep, on_retry)
+        try:
+            return call(self._session, prepare, accept, service=SERVICE, host_port=target.host_port,
+                        deadline=deadline, connect_timeout_s=self._settings.connect_timeout_s,
+                        read_timeout_s=self._settings.read_timeout_s, policy=self._policy, make_error=make_error,
+                        sleep=self._sleep, limiter=self._limiter, max_body_bytes=self._max_body_bytes,
+                        log_fields={"method": method, "key": key})
+        except _NoCredentials as exc:
+            raise CosError(None, "InvalidCredentials", f"{what}: {exc}",
+                           failure_class=failures.CONFIGURATION) from None
+
+
+class _NoCredentials(Exception):
+    pass
+
+
+def _accept_list(reply: Reply) -> ListPage:
+    return parse_list(reply.body)

@@ -147,11 +147,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CI_ENDPOINT", "ci_endpoint", _endpoint, None,
             "Override of the CI endpoint URL (private endpoints, local emulator). Never taken from an event."),
     Setting("CI_CONCURRENCY", "ci_concurrency", _int_range(1, 64), 16, "Parallel CI requests (10 IDs each)."),
-    Setting("CI_CONNECT_TIMEOUT_S", "ci_connect_timeout_s", _float_range(0.1, 60), 3.05,
-            "Connect timeout per request."),
-    Setting("CI_READ_TIMEOUT_S", "ci_read_timeout_s", _float_range(0.1, 300), 10.0, "Read timeout per request."),
-    Setting("CI_MAX_ATTEMPTS", "ci_max_attempts", _int_range(1, 10), 4,
-            "Attempts per CI/COS/CMQ request (1 = no retry); retries back off exponentially with full jitter."),
+    Setting("HTTP_CONNECT_TIMEOUT_S", "http_connect_timeout_s", _float_range(0.1, 60), None,
+            "Connect timeout per CI, COS and CMQ request, seconds (default 3.05)."),
+    Setting("HTTP_READ_TIMEOUT_S", "http_read_timeout_s", _float_range(0.1, 300), None,
+            "Read timeout per socket read of a CI, COS and CMQ request, seconds (default 10); every request also "
+            "ends by the invocation deadline."),
+    Setting("HTTP_MAX_ATTEMPTS", "http_max_attempts", _int_range(1, 10), None,
+            "Attempts per CI, COS and CMQ request after a transient failure (default 4; 1 = no retry); retries "
+            "back off exponentially with full jitter. Throttling answers are retried within the deadline."),
+    Setting("CI_CONNECT_TIMEOUT_S", "ci_connect_timeout_s", _float_range(0.1, 60), None,
+            "Old name of HTTP_CONNECT_TIMEOUT_S (still accepted; a warning is logged; HTTP_CONNECT_TIMEOUT_S wins)."),
+    Setting("CI_READ_TIMEOUT_S", "ci_read_timeout_s", _float_range(0.1, 300), None,
+            "Old name of HTTP_READ_TIMEOUT_S (still accepted; a warning is logged; HTTP_READ_TIMEOUT_S wins)."),
+    Setting("CI_MAX_ATTEMPTS", "ci_max_attempts", _int_range(1, 10), None,
+            "Old name of HTTP_MAX_ATTEMPTS (still accepted; a warning is logged; HTTP_MAX_ATTEMPTS wins)."),
     Setting("RESULT_SINK", "result_sink", _sinks, DEFAULT_RESULT_SINK,
             "Where results go: file://DIR, cos://BUCKET-APPID.REGION/PREFIX, cmq-queue://REGION/NAME, "
             "cmq-topic://REGION/NAME, https://HOST[:PORT]/PATH (webhook); several separated by commas."),
@@ -212,6 +221,19 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+DEFAULT_CONNECT_TIMEOUT_S = 3.05
+DEFAULT_READ_TIMEOUT_S = 10.0
+DEFAULT_MAX_ATTEMPTS = 4
+# (setting, its old name still accepted)
+HTTP_ALIASES = (("HTTP_CONNECT_TIMEOUT_S", "CI_CONNECT_TIMEOUT_S"), ("HTTP_READ_TIMEOUT_S", "CI_READ_TIMEOUT_S"),
+                ("HTTP_MAX_ATTEMPTS", "CI_MAX_ATTEMPTS"))
+_FIELD = {s.env: s.field for s in SETTINGS}
+
+
+def _first(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated configuration; build it with :meth:`from_env`. Secrets stay out of repr."""
@@ -220,9 +242,12 @@ class Settings:
     ci_region: Optional[str] = None
     ci_endpoint: Optional[str] = None
     ci_concurrency: int = 16
-    ci_connect_timeout_s: float = 3.05
-    ci_read_timeout_s: float = 10.0
-    ci_max_attempts: int = 4
+    http_connect_timeout_s: Optional[float] = None
+    http_read_timeout_s: Optional[float] = None
+    http_max_attempts: Optional[int] = None
+    ci_connect_timeout_s: Optional[float] = None  # aliases (old names) of the three above
+    ci_read_timeout_s: Optional[float] = None
+    ci_max_attempts: Optional[int] = None
     result_sink: tuple[SinkTarget, ...] = field(default_factory=lambda: parse_sink_targets(DEFAULT_RESULT_SINK))
     result_key_template: str = "{prefix}/{Tag}/{JobId}.json"
     result_index: str = "none"
@@ -280,6 +305,31 @@ class Settings:
         for target in self.result_sink:
             out.extend(getattr(target, "secrets", lambda: ())())
         return tuple(out)
+
+    # -- the HTTP_* settings, with their CI_* aliases (HTTP_* wins when both are set) ----------------------
+    @property
+    def connect_timeout_s(self) -> float:
+        return float(_first(self.http_connect_timeout_s, self.ci_connect_timeout_s, DEFAULT_CONNECT_TIMEOUT_S))
+
+    @property
+    def read_timeout_s(self) -> float:
+        return float(_first(self.http_read_timeout_s, self.ci_read_timeout_s, DEFAULT_READ_TIMEOUT_S))
+
+    @property
+    def max_attempts(self) -> int:
+        return int(_first(self.http_max_attempts, self.ci_max_attempts, DEFAULT_MAX_ATTEMPTS))
+
+    def alias_warnings(self) -> list[str]:
+        """One line per old ``CI_*`` name in use (logged once at cold start); never a value."""
+        out = []
+        for new, old in HTTP_ALIASES:
+            if getattr(self, _FIELD[old]) is None:
+                continue
+            if getattr(self, _FIELD[new]) is not None:
+                out.append(f"{old} and {new} are both set: {new} wins ({old} is the old name; remove it)")
+            else:
+                out.append(f"{old} is the old name of {new} (it applies to CI, COS and CMQ); rename it")
+        return out
 
     def require_ci_target(self) -> None:
         """Raise unless CI_BUCKET and CI_REGION (or CI_ENDPOINT with a bucket) are set."""

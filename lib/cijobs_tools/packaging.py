@@ -5,8 +5,9 @@ Contents: ``index.py`` at the zip root (from ``handler/index.py``), the
 developer tools live in the separate ``cijobs_tools`` package, which is never
 packaged), and the runtime dependencies pinned in
 ``pyproject.toml``, unpacked from **pure-Python wheels** (``py3-none-any``) so
-that one zip runs on SCF's Python 3.9/3.10 and on 3.11 here. The Tencent
-SDKs are added only when the configuration needs them (``CMQ_MODE=api``);
+that one zip runs on SCF's Python 3.10+ runtimes and on 3.11 here (Python 3.9
+is not supported: urllib3 2.6+ needs 3.10). The Tencent SDKs are added only
+when the configuration needs them (``CMQ_MODE=api``);
 ``tencentcloud-sdk-python-scf`` (deploy only) never. No tests, no
 ``__pycache__``, no ``*.dist-info`` except licence files. Entries are sorted
 and time-stamped 1980-01-01, so the same inputs give the same bytes.
@@ -145,7 +146,7 @@ def fetch_wheels(reqs: Sequence[Requirement], cache: str, python: str = sys.exec
         cmd = [
             python, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
             "--only-binary=:all:", "--no-deps", "--platform", "manylinux2014_x86_64",
-            "--python-version", "3.9", "--implementation", "py", "--abi", "none",
+            "--python-version", "3.10", "--implementation", "py", "--abi", "none",
             "--dest", cache, *[str(r) for r in missing],
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603 - fixed argv

@@ -108,8 +108,8 @@ def build_sinks(
         assert isinstance(web_session, requests.Session) and isinstance(limiters, Limiters)
         return WebhookSink(web_session, target, settings.webhook_secret, claim_store, settings.webhook_max_bytes,
                            settings.webhook_concurrency, limiters.get(f"webhook:{target.host}"),
-                           max_attempts=settings.ci_max_attempts, connect_timeout_s=settings.ci_connect_timeout_s,
-                           read_timeout_s=settings.ci_read_timeout_s)
+                           max_attempts=settings.max_attempts, connect_timeout_s=settings.connect_timeout_s,
+                           read_timeout_s=settings.read_timeout_s)
 
     layout = KeyLayout(settings.result_key_template)
     claim_store: Optional[ObjectStore] = None

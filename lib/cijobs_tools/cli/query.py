@@ -20,6 +20,7 @@ import argparse
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
@@ -132,14 +133,20 @@ def run(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -
     from cijobs.ci_client import JobClient
 
     try:
-        client = JobClient(settings, credentials=lambda: creds)
+        client = JobClient(settings, credentials=lambda: creds, redactor=redactor,
+                           on_drift=log.schema_drift_reporter())
     except SettingsError as exc:
         return fail(name_flags(str(exc), given))
     bad = set(invalid)
     valid = [i for i in ids if i not in bad]
+    started = time.monotonic()
     result = client.query(valid, Deadline(args.timeout)) if valid else QueryResult()
     if invalid:
         result.invalid = list(invalid)
+    # one summary at info (each request is a debug line)
+    log.get_logger("cijobs.cli").info(
+        "query_summary", ids=len(ids), found=len(result.jobs), nonexistent=len(result.nonexistent),
+        failed=len(result.failed), invalid=len(result.invalid), duration_ms=int((time.monotonic() - started) * 1000))
     if args.output == JSONL:
         emit_lines(jsonl_lines(ids, result))
     else:
