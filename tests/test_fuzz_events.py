@@ -303,8 +303,10 @@ def check_invocation(app: App, event: Any, context: dict[str, Any]) -> Any:
         ev = detect(event)
         assert not isinstance(ev, HttpEvent) and ev.raises_when_unparked
         json.dumps(exc.summary)
+        # raised after finishing: a retryable failure could not be parked, or a configuration error (its jobs
+        # are parked) must be counted by SCF
         assert any(o["Outcome"] == "failed" and o.get("Retryable") for o in exc.summary["Outcomes"]) \
-            or exc.summary.get("Errors")
+            or exc.summary.get("Errors") or exc.summary.get("ConfigErrors")
         return "raised"
     except EventError as exc:  # a known non-HTTP shape with a malformed field (HTTP shapes answer 400)
         assert isinstance(event, dict) and "httpMethod" not in event and exc.field, exc

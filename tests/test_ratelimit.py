@@ -40,8 +40,12 @@ def limiter(clock: FakeClock, start: float = 100.0, **kw: object) -> AdaptiveRat
 
 def test_start_rate_is_what_the_concurrency_allows() -> None:
     clock = FakeClock()
-    assert AdaptiveRateLimiter(clock=clock).rate == pytest.approx(16 / 0.02)
-    assert AdaptiveRateLimiter(concurrency=4, expected_rtt_s=0.1, clock=clock).rate == pytest.approx(40)
+    # without a start rate or a cap: no pacing until the first throttle; then from the concurrency's pace
+    free, t0 = AdaptiveRateLimiter(clock=clock, sleep=clock.sleep), clock()
+    assert free.rate == math.inf and all(free.acquire(0.0) for _ in range(1000)) and clock() == t0
+    unmeasured = AdaptiveRateLimiter(concurrency=4, expected_rtt_s=0.1, clock=clock)
+    unmeasured.on_throttle()
+    assert unmeasured.rate == pytest.approx(0.7 * 40)
     assert AdaptiveRateLimiter(50.0, clock=clock).rate == 50.0
     assert AdaptiveRateLimiter(concurrency=16, max_rps=100, clock=clock).rate == 100.0
 
@@ -308,7 +312,7 @@ def test_limiters_registry_one_per_service_and_snapshot() -> None:
     assert isinstance(ci, AdaptiveRateLimiter)
     assert ci.rate == 100.0
     assert reg.get("cos").rate == 30.0
-    assert reg.get("hooks.example.com").rate == pytest.approx(800.0)  # any key: default start rate
+    assert reg.get("hooks.example.com").rate == math.inf  # any key: no pacing until its first throttle
     start = reg.snapshot()
     ci.on_throttle(None)
     ci.on_throttle(None)
@@ -359,8 +363,8 @@ def simulate(cap: float, starts: list[float], until: float, workers: int = 16, r
     """Event-driven: each client has ``workers`` threads sending back to back through its own limiter."""
     clock = FakeClock(0.0)
     server = SimServer(clock, cap)
-    limiters = [AdaptiveRateLimiter(concurrency=workers, expected_rtt_s=rtt, clock=clock, sleep=clock.sleep)
-                for _ in starts]
+    # paced from the concurrency's pace at start, so the simulation measures convergence after the cuts
+    limiters = [AdaptiveRateLimiter(workers / rtt, clock=clock, sleep=clock.sleep) for _ in starts]
     log: list[list[tuple[float, bool]]] = [[] for _ in starts]
     events: list[tuple[float, int, int, str, bool]] = []
     seq = 0

@@ -19,7 +19,8 @@ from .credentials import from_env as credentials_from_env
 from .deadline import Deadline
 from .events import AsyncEvent, EventError, HttpEvent, Limits, RecordResult, UnknownEventError, detect
 from .http import new_session
-from .pipeline import Outcomes, Pipeline
+from .pipeline import Outcomes, Pipeline, configuration_hint
+from .ratelimit import Limiters
 from .routes import Router, error
 from .settings import Settings, SettingsError
 
@@ -45,6 +46,7 @@ class App:
         monotonic: Callable[[], float] = time.monotonic,
         redactor: Optional[log.Redactor] = None,
         on_drift: Optional[Callable[[str, str, Any], None]] = None,
+        limiters: Optional[Limiters] = None,
     ) -> None:
         self.settings = settings
         self.redactor = redactor if redactor is not None else log.Redactor(settings.secrets())
@@ -54,6 +56,8 @@ class App:
         self.monotonic = monotonic
         self.limits = Limits(settings.max_body_bytes, settings.max_ids_per_request, settings.max_ids_per_event,
                              on_drift=on_drift)
+        self.limiters = limiters
+        self._rates_before: Optional[dict[str, dict[str, Optional[float]]]] = None
         self.log = log.get_logger("cijobs.app")
 
     # -- one invocation --------------------------------------------------------------------------
@@ -63,6 +67,7 @@ class App:
         ctx: Mapping[str, Any] = context if isinstance(context, Mapping) else {}
         log.bind_invocation(request_id=ctx.get("request_id"), function_name=ctx.get("function_name"))
         self._register_secrets()
+        self._rates_before = self.limiters.snapshot() if self.limiters is not None else None
         try:
             ev = detect(event)
         except UnknownEventError as exc:
@@ -133,6 +138,12 @@ class App:
         if errors:  # a bad timer Message: reported, but a retry of the same Message cannot help
             summary["MessageErrors"] = errors
         self._summary_line(ev.kind, outcomes, started, records=records, error="; ".join(errors) or None)
+        config = outcomes.config_errors()
+        if ev.raises_when_unparked and config and not outcomes.retry_needed():
+            # nothing is lost (the jobs are parked), but SCF must count an error: alarms, dead-letter queue
+            message = (f"configuration errors ({', '.join(f'{c} x{n}' for c, n in config.items())}): "
+                       f"{configuration_hint(config)}")
+            raise InvocationFailedError(message, summary)
         if ev.raises_when_unparked and outcomes.retry_needed():
             failed = [o.job_id for o in outcomes.of("failed") if o.retryable]
             named = ", ".join(failed[:20]) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")
@@ -154,6 +165,14 @@ class App:
         out: dict[str, Any] = {"Trigger": trigger, **outcomes.as_dict()}
         if records:
             out["Records"] = [r.as_dict() for r in records]
+        config = outcomes.config_errors()
+        if config:
+            out["ConfigErrors"] = config
+            out["Hint"] = configuration_hint(config)
+        if outcomes.registry:
+            out["Registry"] = outcomes.registry
+        if outcomes.discovery is not None:
+            out["Discovery"] = outcomes.discovery
         return out
 
     def _summary_line(self, trigger: str, outcomes: Outcomes, started: float, *, status_code: Optional[int] = None,
@@ -172,6 +191,23 @@ class App:
         failed = [o.job_id for o in outcomes.of("failed")]
         if failed:
             fields["failed_ids"] = failed[:MAX_LOGGED_IDS]
+        fields.update(outcomes.registry)  # pending_total/pending_oldest_s, or pending_listed/pending_truncated
+        if outcomes.discovery is not None:
+            fields["discovered"] = outcomes.discovery.get("discovered", 0)
+            if outcomes.discovery.get("failures"):
+                fields["discovery_failures"] = outcomes.discovery["failures"]
+            if outcomes.discovery.get("hint"):
+                fields["discovery_hint"] = outcomes.discovery["hint"]
+        if self.limiters is not None:
+            rates = self.limiters.snapshot(self._rates_before)
+            fields["throttled"] = sum(int(v.get("throttled") or 0) for v in rates.values())
+            fields["rates"] = {k: v.get("rate") for k, v in rates.items()}
+        config = outcomes.config_errors()
+        if config:  # a broken deployment is loud: error level, with what to check
+            fields["config_errors"] = config
+            fields["hint"] = configuration_hint(config)
+            self.log.error("invocation_summary", **fields)
+            return
         self.log.info("invocation_summary", **fields)
 
 
@@ -198,13 +234,39 @@ def build_app(
     from .pending import build_pending_store
     from .sinks import build_sinks
 
-    # One pooled session (keep-alive) for CI, COS (results, claim checks, registry) and CMQ.
+    # One pooled session (keep-alive) for CI, COS (results, claim checks, registry) and CMQ, and one rate
+    # limiter per service for the container (warm invocations keep the pace they learnt).
     session = new_session(settings.ci_concurrency)
-    client = JobClient(settings, credentials=credentials, session=session, redactor=redactor, on_drift=drift)
-    cos = CosClient(settings, credentials, session=session)
-    sink = build_sinks(settings, credentials, session=session, cos_client=cos)
+    limiters = build_limiters(settings)
+    client = JobClient(settings, credentials=credentials, session=session, redactor=redactor, on_drift=drift,
+                       limiters=limiters)
+    cos = CosClient(settings, credentials, session=session, limiters=limiters)
+    sink = build_sinks(settings, credentials, session=session, cos_client=cos, limiters=limiters)
     pending = build_pending_store(settings, credentials, cos_client=cos)
-    return App(settings, Pipeline(settings, client, sink, pending), env, redactor=redactor, on_drift=drift)
+    sweep = None
+    if settings.discover_tags:
+        from .ci_list import JobLister
+        from .discovery import TickSweep
+        from .discovery_cursor import CursorStore
+
+        lister = JobLister(settings, credentials, session=session, limiters=limiters, redactor=redactor)
+        sweep = TickSweep(settings.discover_tags, settings.discover_queue_ids, CursorStore(pending.store),
+                          lister.list_page, since=settings.discover_since, lookback_s=settings.discover_lookback_s,
+                          settle_s=settings.discover_settle_s, max_pages=settings.discover_max_pages)
+    ci_limiter = limiters.get("ci")
+    pipeline = Pipeline(settings, client, sink, pending, sweep=sweep, rate=lambda: ci_limiter.rate)
+    return App(settings, pipeline, env, redactor=redactor, on_drift=drift, limiters=limiters)
+
+
+def build_limiters(settings: Settings) -> Limiters:
+    """One adaptive (or fixed) rate limiter per service, capped by the *_MAX_RPS settings."""
+    caps: dict[str, Optional[float]] = {"ci": settings.ci_max_rps, "cos": settings.cos_max_rps,
+                                        "cmq": settings.cmq_max_rps}
+    for target in settings.result_sink:
+        host = getattr(target, "host", None)
+        if isinstance(host, str):
+            caps[f"webhook:{host}"] = settings.webhook_max_rps
+    return Limiters(settings.rate_mode, max_rps=caps, concurrency=settings.ci_concurrency)
 
 
 class ConfigurationError(RuntimeError):

@@ -308,3 +308,33 @@ def _page(s: _Stream, cursors: CursorStore, lister: Lister, write_terminal: Writ
             _fresh_window(s)
         else:
             r.complete = s.done = True
+
+
+class TickSweep:
+    """The sweep a timer tick runs before its registry work (``Pipeline(sweep=...)``; wired by the app when
+    ``DISCOVER_TAGS`` is set). Discovered jobs get outcomes with source :data:`SOURCE` in the tick's run:
+    finished ones are written as listed, unfinished ones parked (and marked as answered by CI)."""
+
+    def __init__(self, tags: Sequence[str], queues: Sequence[str], cursors: CursorStore, lister: Lister, *,
+                 since: Optional[str], lookback_s: float, settle_s: float, max_pages: int,
+                 now: Callable[[], float] = time.time) -> None:
+        self.tags, self.queues, self.cursors, self.lister = list(tags), list(queues), cursors, lister
+        self.since, self.lookback_s, self.settle_s, self.max_pages = since, lookback_s, settle_s, max_pages
+        self.now = now
+
+    def __call__(self, run: Any) -> None:
+        from .pipeline import NOT_FINISHED, Run
+
+        sub = Run(run.pipeline, SOURCE, run.deadline, out=run.out)
+
+        def write_terminal(jobs: list[dict[str, Any]], _deadline: Deadline) -> Sequence[str]:
+            return sub.write([j for j in jobs if j.get("JobId") not in run.out])
+
+        def park(ids: list[str], states: Mapping[str, str], _deadline: Deadline) -> Sequence[str]:
+            return sub.park([i for i in ids if i not in run.out], NOT_FINISHED, None, dict(states))
+
+        report = sweep(self.tags, self.queues, self.cursors, self.lister, write_terminal, park,
+                       deadline=run.deadline, since=resolve_since(self.since, self.now(), self.lookback_s),
+                       max_pages=self.max_pages, settle_s=self.settle_s,
+                       reserve_s=max(1.0, run.pipeline.park_s * 2), now=self.now)
+        run.out.discovery = report.as_dict()

@@ -160,6 +160,13 @@ class Outcomes:
         return out
 
 
+def configuration_hint(config_errors: dict[str, int]) -> str:
+    """One line naming what to check for the configuration failures seen (their jobs are parked)."""
+    checks = [CONFIGURATION_HINTS.get(code, f"the setting behind {code}") for code in config_errors]
+    return ("jobs are parked, nothing is lost; check " + "; ".join(dict.fromkeys(checks))
+            + " (cijobs doctor checks every setting)")
+
+
 def is_configuration(code: str, failure_class: Optional[str] = None) -> bool:
     """A failure of the configuration class (see :data:`CONFIGURATION_CODES`)."""
     return failure_class == "configuration" or code in CONFIGURATION_CODES
@@ -188,6 +195,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         chunk_size: Optional[int] = None,
         sweep: Optional[Callable[[Run], None]] = None,
+        rate: Optional[Callable[[], float]] = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -202,6 +210,7 @@ class Pipeline:
         self.chunk_size = chunk_size or self.wave_size
         self.adaptive = chunk_size is None
         self.sweep = sweep  # the discovery sweep a tick runs first (None: discovery off)
+        self.rate = rate  # CI requests per second the rate limiter allows now (None: no pacing)
         self.park_s = 0.0  # the longest registry write seen (one parallel add), reserved before a round
         self.log = get_logger("cijobs.pipeline")
 
@@ -243,6 +252,9 @@ class Pipeline:
         if self.sweep is not None:
             self.sweep(run)
         listing = run.list_registry()
+        # a registered job the sweep already wrote (or found gone) leaves the registry now
+        run.remove([e.job_id for e in listing.entries
+                    if e.job_id in run.out and run.out.by_id[e.job_id].status in (WRITTEN, NONEXISTENT)])
         fresh = [i for i in dedupe(message_ids) if i not in run.registered and i not in run.out]
         ids = fresh + [e.job_id for e in listing.entries if e.job_id not in run.out]
         run.settle(ids)
@@ -322,6 +334,10 @@ class Run:
         pipeline = self.pipeline
         start, size = 0, pipeline.chunk_size
         while start < len(valid):
+            if pipeline.rate is not None:  # at a rate cap, a round is what the rate allows in a quarter of the time
+                rate, left = pipeline.rate(), self.deadline.remaining()
+                if math.isfinite(rate) and math.isfinite(left):
+                    size = min(size, max(10, int(rate * left / 4) * 10))
             chunk = valid[start:start + size]
             # keep time to park what this round leaves unfinished (measured: the longest registry write)
             if self.deadline.remaining() <= pipeline.park_s:
@@ -335,6 +351,7 @@ class Run:
             if pipeline.adaptive:
                 size = pipeline_next_size(pipeline, len(chunk), before - self.deadline.remaining(),
                                           self.deadline.remaining())
+
 
     def round(self, chunk: list[str]) -> None:
         jobs: list[Job] = [self.trusted[i] for i in chunk if i in self.trusted]

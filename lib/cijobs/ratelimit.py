@@ -34,8 +34,14 @@ Algorithm (the idea of botocore's "adaptive" retry mode and of TCP CUBIC; the co
   ``s`` seconds (at most ``MAX_RETRY_AFTER_S``): callers already waiting keep their
   order and their spacing, shifted past the pause. Growth does not count the pause, and
   the send-rate measurement restarts after it.
-* The rate never drops below ``MIN_RATE`` (so requests of an invocation never starve)
-  and starts at ``start_rps`` (the pace the concurrency allows: concurrency / RTT).
+* **No pacing until the first throttle** (as botocore's adaptive mode: its token bucket is
+  enabled by the first throttling answer). Until then requests are admitted at once (the
+  concurrency alone bounds them), unless a hard cap ``max_rps`` or an explicit ``start_rps``
+  is given; the send rate is
+  measured all along, so the first cut starts from the pace actually used (or from
+  ``start_rps``, the pace the concurrency allows, concurrency / RTT, when nothing was
+  measured yet).
+* The rate never drops below ``MIN_RATE`` (so requests of an invocation never starve).
 
 Call path (one per HTTP request, retries included)::
 
@@ -118,6 +124,8 @@ class AdaptiveRateLimiter:
             raise ValueError(f"max_rps must be > 0, got {max_rps}")
         if not 0 < beta < 1:
             raise ValueError(f"beta must be within (0, 1), got {beta}")
+        # pacing from the start only when a start rate or a cap is given; otherwise from the first throttle
+        self._pacing = start_rps is not None or max_rps is not None
         if start_rps is None:
             start_rps = max(1, concurrency) / max(1e-3, expected_rtt_s)
         self._clock = clock
@@ -150,9 +158,9 @@ class AdaptiveRateLimiter:
     # -- read-only state -------------------------------------------------------------------------
     @property
     def rate(self) -> float:
-        """Current admission rate, requests/s."""
+        """Current admission rate, requests/s (``inf`` while not pacing: no throttle seen and no cap)."""
         with self._lock:
-            return self._rate
+            return self._rate if self._pacing else math.inf
 
     @property
     def measured_rate(self) -> Optional[float]:
@@ -180,6 +188,10 @@ class AdaptiveRateLimiter:
         """
         start = self._clock()
         with self._lock:
+            if not self._pacing:
+                self._next_base = start - self._shift
+                self._admit(start)
+                return True
             base = max(self._next_base, start - self._shift, self._pause_until - self._shift)
             if base + self._shift - start > deadline_remaining_s:
                 return False
@@ -203,6 +215,10 @@ class AdaptiveRateLimiter:
         """
         now = self._clock()
         with self._lock:
+            if not self._pacing:
+                self._next_base = now - self._shift
+                self._admit(now)
+                return 0.0
             base = max(self._next_base, now - self._shift, self._pause_until - self._shift)
             wait = base + self._shift - now
             if wait > deadline_remaining_s:
@@ -244,6 +260,9 @@ class AdaptiveRateLimiter:
         with self._lock:
             now = self._clock()
             self._throttled += 1
+            if not self._pacing:  # the first throttle: pace from now on, starting from the measured pace
+                self._pacing = True
+                self._next_base = now - self._shift
             if retry_after_s is not None and retry_after_s > 0:
                 until = now + min(retry_after_s, MAX_RETRY_AFTER_S)
                 if until > self._pause_until:

@@ -35,7 +35,7 @@ from .events import (
 from .events.base import ids_from_json_object
 from .job_ids import dedupe, split_ids, validate_job_id
 from .log import get_logger
-from .pipeline import FAILED, Outcomes, Pipeline, error_fields
+from .pipeline import FAILED, Outcomes, Pipeline, configuration_hint, error_fields
 from .settings import Settings
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -126,7 +126,7 @@ class Router:
                 return self.get_jobs(segment or "", deadline)
             body = request.body_bytes(self.settings.max_body_bytes)
             if route == TRACK:
-                return self.track(body)
+                return self.track(body, deadline)
             return self.callback(body, deadline)
         except BodyTooLargeError as exc:
             return error(413, "PayloadTooLarge", str(exc))
@@ -150,10 +150,10 @@ class Router:
         status = 200 if not result.failed else (207 if answered else 502)
         return HttpResponse(status, result.as_dict())
 
-    def track(self, body: bytes) -> HttpResponse:
+    def track(self, body: bytes, deadline: Deadline) -> HttpResponse:
         ids = ids_from_json_object(_text(body), "JobIds" if body.strip() else "body", self.limits)
         _require_valid(ids)
-        outcomes = self.pipeline.track(ids, source="http")
+        outcomes = self.pipeline.track(ids, source="http", deadline=deadline)
         return self._outcome_response(outcomes, all_or_nothing=False)
 
     def callback(self, body: bytes, deadline: Deadline) -> HttpResponse:
@@ -170,13 +170,17 @@ class Router:
     def _outcome_response(self, outcomes: Outcomes, all_or_nothing: bool,
                           event_name: Optional[str] = None) -> HttpResponse:
         failed = len(outcomes.of(FAILED))
-        if not failed:
+        config = outcomes.config_errors()
+        if not failed and not config:
             status = 200
-        elif all_or_nothing or failed == len(outcomes):
+        elif all_or_nothing or config or failed == len(outcomes):
             status = 502
         else:
             status = 207
         body = outcomes.as_dict()
+        if config:  # the jobs are parked, but the deployment is broken: say so to the caller
+            code = next(iter(config))
+            body = {"Error": {"Code": code, "Message": configuration_hint(config)}, **body}
         if event_name:
             body = {"EventName": event_name, **body}
         return HttpResponse(status, body, outcomes=outcomes)

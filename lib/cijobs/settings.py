@@ -81,6 +81,33 @@ def _secret(min_chars: int) -> Callable[[str, str], str]:
     return parse
 
 
+def _tags(name: str, raw: str) -> tuple[str, ...]:
+    from .discovery import parse_tags  # only when discovery is configured (it reads the normalizer's table)
+
+    try:
+        return tuple(parse_tags(raw))
+    except ValueError:
+        raise SettingsError(f"{name} must be a comma list of job Tags (letters, digits, _ and -) or 'all'") from None
+
+
+def _queue_ids(name: str, raw: str) -> tuple[str, ...]:
+    ids = tuple(dict.fromkeys(q.strip() for q in raw.split(",") if q.strip()))
+    if not all(len(q) <= 64 and all(c.isalnum() or c in "_.-" for c in q) for q in ids):
+        raise SettingsError(f"{name} must be a comma list of CI queue IDs (letters, digits, '_', '.', '-')")
+    return ids
+
+
+def _since(name: str, raw: str) -> str:
+    from .discovery import resolve_since
+
+    try:
+        resolve_since(raw, 0.0)
+    except ValueError:
+        raise SettingsError(f"{name} must be an ISO 8601 time with an offset, e.g. 2026-12-04T20:00:00+0800") \
+            from None
+    return raw.strip()
+
+
 def _endpoint(name: str, raw: str) -> str:
     return parse_endpoint(raw, name)
 
@@ -215,6 +242,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_IDS_PER_EVENT", "max_ids_per_event", _int_range(1, 1_000_000), 10000,
             "Most job IDs taken from one queue event (all its records); records past it are skipped whole, "
             "reported and logged at error with their topic/partition/offset or message ID, for replay."),
+    Setting("DISCOVER_TAGS", "discover_tags", _tags, (),
+            "Job Tags the timer sweeps with CI's list API to export jobs nobody named (e.g. Transcode,Snapshot; "
+            "all = every job Tag the normalizer knows; unset = discovery off)."),
+    Setting("DISCOVER_QUEUE_IDS", "discover_queue_ids", _queue_ids, (),
+            "Optional comma list of CI queue IDs: each Tag is swept per queue (needed where CI requires queueId)."),
+    Setting("DISCOVER_SINCE", "discover_since", _since, None,
+            "Where the very first sweep of a Tag starts (ISO 8601 with offset); default: that sweep's time minus "
+            "DISCOVER_LOOKBACK_S. Later sweeps continue from the stored cursor."),
+    Setting("DISCOVER_LOOKBACK_S", "discover_lookback_s", _int_range(0, 30 * 86400), 3600,
+            "How far back the very first sweep looks when DISCOVER_SINCE is unset."),
+    Setting("DISCOVER_SETTLE_S", "discover_settle_s", _int_range(0, 3600), 10,
+            "Only jobs created at least this long ago are listed (a listing may lag a job's creation)."),
+    Setting("DISCOVER_MAX_PAGES", "discover_max_pages", _int_range(1, 1000), 50,
+            "Most list pages (100 jobs each) one tick reads over all Tags; the next tick continues."),
+    Setting("RATE_MODE", "rate_mode", _choice("adaptive", "fixed"), "adaptive",
+            "adaptive: pace CI, COS and CMQ requests per service, cut on a throttling answer and grow back while "
+            "answers succeed; fixed: no pacing (fixed concurrency; throttling answers are only retried)."),
+    Setting("CI_MAX_RPS", "ci_max_rps", _float_range(0.1, 100000), None,
+            "Optional hard cap on CI requests per second per instance (unset: the pace is discovered)."),
+    Setting("COS_MAX_RPS", "cos_max_rps", _float_range(0.1, 100000), None,
+            "Optional hard cap on COS requests per second per instance (unset: the pace is discovered)."),
+    Setting("CMQ_MAX_RPS", "cmq_max_rps", _float_range(0.1, 100000), None,
+            "Optional hard cap on CMQ requests per second per instance (unset: the pace is discovered)."),
     Setting("DEADLINE_MARGIN_S", "deadline_margin_s", _float_range(0, 60), 3.0,
             "Stop starting new work when less than this is left of the SCF time limit."),
     Setting("LOG_LEVEL", "log_level", _log_level, "info", "debug, info, warning or error."),
@@ -271,6 +321,16 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_ids_per_request: int = 100
     max_ids_per_event: int = 10000
+    discover_tags: tuple[str, ...] = ()
+    discover_queue_ids: tuple[str, ...] = ()
+    discover_since: Optional[str] = None
+    discover_lookback_s: int = 3600
+    discover_settle_s: int = 10
+    discover_max_pages: int = 50
+    rate_mode: str = "adaptive"
+    ci_max_rps: Optional[float] = None
+    cos_max_rps: Optional[float] = None
+    cmq_max_rps: Optional[float] = None
     deadline_margin_s: float = 3.0
     log_level: str = "info"
 

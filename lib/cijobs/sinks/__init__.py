@@ -70,6 +70,7 @@ def build_sinks(
     session: Optional[requests.Session] = None,
     cos_client: Optional[CosClient] = None,
     cmq_client: Optional[CmqClient] = None,
+    limiters: Optional[Limiters] = None,
 ) -> Sink:
     """The sink(s) named by ``RESULT_SINK``; clients are built only when needed and not given.
 
@@ -81,7 +82,7 @@ def build_sinks(
         if cos_client is not None:
             return cos_client
         if "cos" not in shared:
-            shared["cos"] = CosClient(settings, credentials, session=session)
+            shared["cos"] = CosClient(settings, credentials, session=session, limiters=limiters)
         client = shared["cos"]
         assert isinstance(client, CosClient)
         return client
@@ -93,7 +94,7 @@ def build_sinks(
             if settings.cmq_mode == "api":
                 shared["cmq"] = ApiCmqClient(settings, credentials)
             else:
-                shared["cmq"] = DataflowCmqClient(settings, credentials, session=session)
+                shared["cmq"] = DataflowCmqClient(settings, credentials, session=session, limiters=limiters)
         return shared["cmq"]  # type: ignore[return-value]
 
     def webhook(target: WebhookTarget) -> WebhookSink:
@@ -102,12 +103,12 @@ def build_sinks(
                                   "(one secret of at least 32 characters, or two separated by ',')")
         if "webhook" not in shared:  # receivers get their own session (no cookies) and per-host limiters
             shared["webhook"] = new_webhook_session(settings.webhook_concurrency)
-            shared["webhook_limiters"] = Limiters("adaptive", max_rps=settings.webhook_max_rps,
-                                                  concurrency=settings.webhook_concurrency)
-        web_session, limiters = shared["webhook"], shared["webhook_limiters"]
-        assert isinstance(web_session, requests.Session) and isinstance(limiters, Limiters)
+            shared["webhook_limiters"] = limiters if limiters is not None else Limiters(
+                settings.rate_mode, max_rps=settings.webhook_max_rps, concurrency=settings.webhook_concurrency)
+        web_session, web_limiters = shared["webhook"], shared["webhook_limiters"]
+        assert isinstance(web_session, requests.Session) and isinstance(web_limiters, Limiters)
         return WebhookSink(web_session, target, settings.webhook_secret, claim_store, settings.webhook_max_bytes,
-                           settings.webhook_concurrency, limiters.get(f"webhook:{target.host}"),
+                           settings.webhook_concurrency, web_limiters.get(f"webhook:{target.host}"),
                            max_attempts=settings.max_attempts, connect_timeout_s=settings.connect_timeout_s,
                            read_timeout_s=settings.read_timeout_s)
 
