@@ -197,3 +197,14 @@ def test_wrong_key_tick_exits_1_after_parking(clean_env, tmp_path, capsys):
         capsys.readouterr()
         assert sorted(d["JobId"] for d in listed(capsys)) == THREE  # parked either way
         assert rc == 1
+
+
+def test_options_go_before_or_after_the_action(clean_env, tmp_path, capsys):
+    reg = PendingStore(_file_store(tmp_path / "p"))
+    reg.add([RUNNING], now=time.time(), source="timer")
+    store = f"file://{tmp_path}/p"
+    assert main(["pending", "list", "--json", "--pending-store", store, "-q", "--timeout", "5"]) == 0
+    assert [d["JobId"] for d in json.loads(capsys.readouterr().out)] == [RUNNING]
+    assert main(["pending", "--pending-store", store, "--timeout", "5", "show", RUNNING, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["Source"] == "timer"
+    assert main(["pending", "--timeout", "0", "list"]) == 2

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
-from .output import configure_logging, emit
+from .output import add_verbosity_arguments, configure_logging, emit
 
 if TYPE_CHECKING:
     from cijobs.models import PendingEntry
@@ -38,10 +38,20 @@ DEFAULT_LIMIT = 1000
 DEFAULT_TIMEOUT_S = 60.0
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pending-store", metavar="URL", help="the registry (default: $PENDING_STORE)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """``--pending-store``/``--timeout`` before or after the action (after it: no defaults, which would
+    reset the values given before it); ``-v``/``-q`` after it too."""
+    parser.add_argument("--pending-store", metavar="URL", default=argparse.SUPPRESS if suppress else None,
+                        help="the registry (default: $PENDING_STORE)")
+    parser.add_argument("--timeout", type=float, default=argparse.SUPPRESS if suppress else DEFAULT_TIMEOUT_S,
+                        metavar="SECONDS",
                         help=f"time limit (default {DEFAULT_TIMEOUT_S:g}); retry stops starting work past it")
+    if suppress:
+        add_verbosity_arguments(parser, suppress=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     p = sub.add_parser("list", help="the pending jobs, oldest first", description="the pending jobs, oldest first")
@@ -60,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        description="forget jobs that will never finish, e.g. cancelled in CI")
     p.add_argument("ids", nargs="+", metavar="ID")
     p.add_argument("--yes", action="store_true", help="really drop them")
+    for action in sub.choices.values():
+        _common(action, suppress=True)
 
 
 def iso(ts: float) -> str:
