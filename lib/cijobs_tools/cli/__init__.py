@@ -16,6 +16,8 @@ VERBS = {
     "query": ("query", "query CI jobs by ID and print the normalized JSON"),
     "discover": ("discover", "list CI jobs by Tag and creation time (writes nothing), or show discovery cursors"),
     "normalize": ("normalize", "normalize a CI XML/JSON body (query response or callback) to JSON"),
+    "doctor": ("doctor", "check settings, credentials, CI, the result sinks and the pending store; say what to fix"),
+    "pending": ("pending", "the pending registry: list, show, retry or drop the jobs not finished yet"),
     "invoke": ("invoke", "run main_handler locally on an SCF event file"),
     "emulator": ("emulator", "run the local CI/COS/CMQ emulator on 127.0.0.1"),
     "deploy": ("deploy", "create or update the SCF function from template.yaml"),
