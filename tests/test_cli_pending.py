@@ -182,7 +182,6 @@ def test_wrong_key_tick_parks_all_three_and_the_next_tick_after_the_fix_writes_t
         assert sorted(p.stem for p in (tmp_path / "results").rglob("*.json")) == THREE
 
 
-@pytest.mark.xfail(strict=True, reason="health: lead wires the raise")
 def test_wrong_key_tick_exits_1_after_parking(clean_env, tmp_path, capsys):
     with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, seed=4) as emu:
         env = emu.env(BUCKET, REGION) | {"RESULT_SINK": f"file://{tmp_path}/results",
@@ -193,10 +192,14 @@ def test_wrong_key_tick_exits_1_after_parking(clean_env, tmp_path, capsys):
             clean_env.setenv(k, v)
         for job_id in THREE:
             emu.ci.add_job(job_id, state="Success")
-        rc = main(["invoke", _timer(tmp_path / "with-ids.json", {"JobIds": THREE})])
-        capsys.readouterr()
-        assert sorted(d["JobId"] for d in listed(capsys)) == THREE  # parked either way
-        assert rc == 1
+        rc = main(["invoke", "-v", _timer(tmp_path / "with-ids.json", {"JobIds": THREE})])
+        err = capsys.readouterr().err
+        assert sorted(d["JobId"] for d in listed(capsys)) == THREE  # parked, nothing lost
+        assert rc == 1  # and SCF counts an error: alarms, the dead-letter queue
+        [summary] = [json.loads(line) for line in err.splitlines()
+                     if line.startswith("{") and '"invocation_summary"' in line]
+        assert summary["level"] == "error" and summary["config_errors"] == {"SignatureDoesNotMatch": 3}
+        assert "TENCENTCLOUD_SECRETKEY" in summary["hint"]
 
 
 def test_options_go_before_or_after_the_action(clean_env, tmp_path, capsys):

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, TextIO
 
-from . import log
+from . import doctor, log
 from .credentials import Credentials, CredentialsError
 from .credentials import from_env as credentials_from_env
 from .deadline import Deadline
@@ -68,6 +68,8 @@ class App:
         log.bind_invocation(request_id=ctx.get("request_id"), function_name=ctx.get("function_name"))
         self._register_secrets()
         self._rates_before = self.limiters.snapshot() if self.limiters is not None else None
+        if doctor.is_doctor_event(event):  # {"Doctor": true}: the checks, with the execution role's credentials
+            return doctor.handle_event(event, self.env, self.deadline(ctx))
         try:
             ev = detect(event)
         except UnknownEventError as exc:
