@@ -32,6 +32,6 @@ def main_handler(event: Any, context: Any) -> Any:
 
 
 def reset() -> None:
-    """Forget the app (tests and ``cijobs invoke`` change the environment between runs)."""
+    """Forget the app: the next invocation builds it again from the environment (tests change it between runs)."""
     global _app  # noqa: PLW0603
     _app = None

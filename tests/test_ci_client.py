@@ -464,3 +464,28 @@ def test_default_normalizer_on_doc_sample() -> None:
     result = client.query([a, missing])
     assert [(j["JobId"], j["State"], j["Tag"]) for j in result.jobs] == [(a, "Success", "Snapshot")]
     assert [f.error.code for f in result.failed] == ["MissingFromResponse"] and result.nonexistent == []
+
+
+# -- a non-string JobId in a CI answer (moved from the review-fixes file) ----------------------------------
+def test_client_skips_a_job_whose_jobid_is_a_container():
+    body = (b"<Response><JobsDetail><JobId><x>1</x></JobId><State>Success</State></JobsDetail>"
+            b"<JobsDetail><JobId>jaaaaaaaaaaaaaaaaaaaa</JobId><State>Success</State><Tag>Transcode</Tag></JobsDetail>"
+            b"</Response>")
+    with responses.RequestsMock() as r:
+        r.add(responses.GET, JOBS_URL, body=body, status=200)
+        client = JobClient(Settings.from_env({"CI_BUCKET": BUCKET, "CI_REGION": REGION}),
+                           credentials=lambda: Credentials("AKID", "k"))
+        result = client.query(["jaaaaaaaaaaaaaaaaaaaa", "jbbbbbbbbbbbbbbbbbbbb"])
+    assert [j["JobId"] for j in result.jobs] == ["jaaaaaaaaaaaaaaaaaaaa"]
+    assert [(f.job_id, f.error.code, f.retryable) for f in result.failed] == [
+        ("jbbbbbbbbbbbbbbbbbbbb", "MissingFromResponse", True)]
+
+
+def test_client_ignores_a_container_in_nonexistent_ids():
+    doc = {"JobsDetail": [], "NonExistJobIds": [{"x": "2"}, "jaaaaaaaaaaaaaaaaaaaa"]}
+    with responses.RequestsMock() as r:
+        r.add(responses.GET, JOBS_URL, body=b"<Response/>", status=200)
+        client = JobClient(Settings.from_env({"CI_BUCKET": BUCKET, "CI_REGION": REGION}),
+                           credentials=lambda: Credentials("AKID", "k"), normalize=lambda _b: doc)
+        result = client.query(["jaaaaaaaaaaaaaaaaaaaa"])
+    assert result.nonexistent == ["jaaaaaaaaaaaaaaaaaaaa"] and result.failed == []

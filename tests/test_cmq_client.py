@@ -192,3 +192,15 @@ def test_api_endpoint_override_for_local_testing() -> None:
     responses.post("http://127.0.0.1:9/", json={"Response": {"Result": True, "MsgId": "x", "RequestId": "r"}})
     c, _ = api(cmq_endpoint="http://127.0.0.1:9")
     assert c.send(QUEUE, ["x"]) == ["x"]
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_cmq_dataflow_redirect_is_a_final_error_and_not_followed(status):
+    with responses.RequestsMock() as r:
+        r.add(responses.POST, URL, status=status, headers={"Location": "https://evil.example/steal"})
+        client = DataflowCmqClient(Settings(cmq_endpoint=ENDPOINT), lambda: Credentials("AKID", "k"),
+                                   sleep=lambda _s: None)
+        with pytest.raises(CmqError) as exc:
+            client.send(CmqTarget("queue", "ap-guangzhou", "q"), ["{}"])
+        assert len(r.calls) == 1  # nothing sent to the Location (responses would refuse an unknown URL)
+    assert (exc.value.code, exc.value.status, exc.value.retryable) == ("Redirect", status, False)

@@ -237,3 +237,25 @@ def test_key_is_url_encoded_but_signed_decoded() -> None:
     c, _ = client()
     c.put_object(BUCKET, REGION, "a b/中.json", b"{}")
     assert responses.calls[0].request.url == f"{URL}/a%20b/%E4%B8%AD.json"
+
+
+# -- metadata is ASCII on the wire (moved from the review-fixes file) --------------------------------------
+def test_cos_client_percent_encodes_non_ascii_metadata_and_reads_it_back():
+    from cijobs.cos import meta_from_headers
+    from cijobs_tools.emulator import Emulator
+
+    secret_id, secret_key = "AKIDreviewtest", "review-secret-key-value"
+    with Emulator(secret_id=secret_id, secret_key=secret_key, seed=5) as emu:
+        cos = CosClient(Settings(cos_endpoint=emu.url, ci_max_attempts=3), lambda: Credentials(secret_id, secret_key),
+                        sleep=lambda _s: None)
+        meta = {"tag": "转码 100%", "plain": "Transcode"}
+        cos.put_object(BUCKET, REGION, "m/one.json", b"{}", "application/json", meta)
+        stored = emu.cos.objects[(BUCKET, "m/one.json")].headers
+        assert stored["x-cos-meta-tag"] == "%E8%BD%AC%E7%A0%81 100%25" and stored["x-cos-meta-plain"] == "Transcode"
+        assert meta_from_headers(cos.head_object(BUCKET, REGION, "m/one.json")) == meta
+
+        before = len(emu.cos.requests)
+        with pytest.raises(CosError) as exc:  # a header http.client cannot send: final, not retried
+            cos.put_object(BUCKET, REGION, "m/two.json", b"{}", "text/转码")
+        assert (exc.value.code, exc.value.retryable) == ("InvalidHeader", False)
+        assert len(emu.cos.requests) == before

@@ -154,3 +154,23 @@ def test_token_only_x_cos_header_on_cos_host(s: requests.Session) -> None:
         r = s.put(f"{emu.url}/t2.json", data=b"1", headers=h,
                   auth=signing.CosSigner(Credentials(SID, SKEY), "x-cos-security-token"))
         assert r.status_code == 403
+
+
+# -- the stock CosClient against the emulator (moved from the retired responses-based COS fake) -----------
+def test_cos_client_forbids_overwrite_keeps_metadata_and_lists_pages() -> None:
+    from cijobs.cos import CosError
+    from fakes.cos import BUCKET, REGION, cos_client, emulated_cos
+
+    with emulated_cos() as emu:
+        c, _ = cos_client(emu)
+        c.put_object(BUCKET, REGION, "p/a", b"1", forbid_overwrite=True)
+        with pytest.raises(CosError) as ei:
+            c.put_object(BUCKET, REGION, "p/a", b"2", forbid_overwrite=True)
+        assert ei.value.status == 409 and ei.value.code == "FileAlreadyExists"
+        c.put_object(BUCKET, REGION, "p/b", b"2", metadata={"state": "Success"})
+        assert c.head_object(BUCKET, REGION, "p/b")["x-cos-meta-state"] == "Success"
+        first = c.list_objects(BUCKET, REGION, "p/", max_keys=1)
+        assert [o.key for o in first.objects] == ["p/a"] and first.is_truncated
+        second = c.list_objects(BUCKET, REGION, "p/", first.next_marker, max_keys=1)
+        assert [o.key for o in second.objects] == ["p/b"]
+        assert [o.key for o in c.iter_objects(BUCKET, REGION, "p/")] == ["p/a", "p/b"]

@@ -167,3 +167,19 @@ def test_fault_config_validation() -> None:
     f.update({"fail_rate": 0.5}, side="cos")
     assert f.effective("cos")["fail_rate"] == 0.5
     assert f.effective("ci")["fail_rate"] == 0.0
+
+
+# -- scripted faults: deterministic fault injection for the soak tests (moved from the review-fixes file) ---
+def test_scripted_faults_hit_the_next_requests_of_their_side_in_order():
+    faults = Faults(seed=1)
+    faults.inject_next("cmq", "fail", "reset")
+    assert faults.decide("ci").kind is None  # other sides are untouched
+    assert [faults.decide("cmq").kind for _ in range(3)] == ["fail", "reset", None]
+    assert faults.injected == {"cmq.fail": 1, "cmq.reset": 1}
+    faults.inject_next("cos", "slowdown")
+    faults.reset()
+    assert faults.decide("cos").kind is None
+    with pytest.raises(FaultConfigError):
+        faults.inject_next("cos", "explode")
+    with pytest.raises(FaultConfigError):
+        faults.inject_next("nowhere", "fail")

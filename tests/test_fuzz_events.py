@@ -235,7 +235,7 @@ def check_notification(body: bytes) -> None:
     assert note.event_name in ("TaskFinish", "WorkflowFinish") and note.job_ids
     assert all(isinstance(i, str) and i for i in note.job_ids) and len(set(note.job_ids)) == len(note.job_ids)
     assert {j["JobId"] for j in note.jobs} <= set(note.job_ids)
-    request = parse_message(body, "cmq", LIMITS)  # a queue message carrying the same body names the same jobs
+    request = parse_message(body, LIMITS)  # a queue message carrying the same body names the same jobs
     assert request.job_ids == note.job_ids
 
 
@@ -255,7 +255,7 @@ def test_notification_parser_on_mutated_fixtures(body: bytes) -> None:
 @given(MESSAGE.map(lambda t: t.encode("utf-8", "surrogatepass")) | st.binary(max_size=256))
 def test_queue_message_parser(body: bytes) -> None:
     try:
-        request = parse_message(body, "ckafka", LIMITS, "msgBody")
+        request = parse_message(body, LIMITS, "msgBody")
     except EventError as exc:
         assert exc.field and exc.field.startswith("msgBody")
         return
@@ -384,7 +384,7 @@ def test_deeply_nested_json_in_a_timer_message_is_an_event_error(message: str) -
 @pytest.mark.parametrize("body", [b'{"EventName": ' + DEEP.encode(), b'{"JobIds": ' + DEEP.encode()])
 def test_deeply_nested_json_in_a_queue_message_is_an_event_error(body: bytes) -> None:
     with pytest.raises(EventError) as exc:
-        parse_message(body, "cmq", LIMITS, "msgBody")
+        parse_message(body, LIMITS, "msgBody")
     assert exc.value.field is not None and exc.value.field.startswith("msgBody")
 
 

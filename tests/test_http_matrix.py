@@ -114,9 +114,6 @@ def test_same_code_and_class_in_ci_cos_and_cmq(script: Callable[[Conn], None], c
                                                failure_class: str) -> None:
     expected = (code, failure_class, failure_class != failures.FINAL)
     for via in (via_ci, via_cos, via_cmq):
-        if via is via_cmq and code == failures.REDIRECT:
-            # CMQ keeps "HTTP302" until the lead's test_review_fixes expects "Redirect" (Service.legacy_redirect_code)
-            expected = ("HTTP302", failure_class, False)
         with RawServer(script) as server:
             started = time.monotonic()
             assert via(server.url) == expected, via.__name__

@@ -202,7 +202,7 @@ def test_table_lookup_is_by_full_path() -> None:
 
 
 def test_table_covers_spec_array_paths() -> None:
-    # verbatim copy of shared/spec/ci-array-paths.json
+    # the element paths CI's job documentation lets repeat (provenance: tests/fixtures/README.md)
     with open(os.path.join(FIXTURES, "handmade", "spec", "ci-array-paths.json"), encoding="utf-8") as fh:
         spec = json.load(fh)
     prefixes = {"response": "", "jobsDetail": "JobsDetail.", "workflowExecution": "WorkflowExecution."}

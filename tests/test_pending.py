@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from cijobs.settings import Settings
 from cijobs.sinks import KeyLayout, ObjectSink
 from cijobs.store import FileObjectStore, ObjectStore, parse_cos_url
 from cijobs.store.cos import CosObjectStore
-from test_cos_fake import BUCKET, CREDS, REGION, FakeCos, make_client, serve_fake_cos
+from cijobs_tools.emulator import Emulator
+from fakes.cos import BUCKET, CREDS, REGION, WRONG_TOKEN_CREDS, cos_client, emulated_cos
 
 pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 
@@ -21,9 +23,9 @@ IDS = [f"j{i:032x}" for i in range(5)]
 
 
 @pytest.fixture
-def fake_cos() -> Iterator[FakeCos]:
-    with serve_fake_cos() as fake:
-        yield fake
+def emu() -> Iterator[Emulator]:
+    with emulated_cos() as e:
+        yield e
 
 
 @pytest.fixture(params=["file", "cos"])
@@ -31,9 +33,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStor
     if request.param == "file":
         yield FileObjectStore(str(tmp_path))
         return
-    with serve_fake_cos():
-        client, _ = make_client()
-        yield CosObjectStore(client, parse_cos_url(f"cos://{BUCKET}.{REGION}/results"))
+    with emulated_cos() as emu:
+        client, _ = cos_client(emu)
+        cos_store = CosObjectStore(client, parse_cos_url(f"cos://{BUCKET}.{REGION}/results"))
+        cos_store.emulator = emu  # type: ignore[attr-defined]  # for tests that date objects on the server
+        yield cos_store
 
 
 def test_add_keeps_first_seen_and_source(store: ObjectStore) -> None:
@@ -69,6 +73,10 @@ def test_list_is_oldest_first_and_limited(store: ObjectStore) -> None:
     reg = PendingStore(store)
     for i, job_id in enumerate(IDS):
         reg.add([job_id], now=1000.0 - i, source="t")
+    emu = getattr(store, "emulator", None)
+    if emu is not None:  # COS dates an entry by the object's LastModified: the later adds are the older objects
+        for (bucket, key), obj in list(emu.cos.objects.items()):
+            emu.cos.objects[bucket, key] = dataclasses.replace(obj, last_modified=1000.0 - IDS.index(key[-38:-5]))
     assert [e.job_id for e in reg.listing(resume=False).entries] == list(reversed(IDS))
     assert len(reg.listing(limit=2, resume=False).entries) == 2
 
@@ -117,24 +125,25 @@ def test_unreadable_entry_is_still_listed(tmp_path: Path) -> None:
     assert e.job_id == IDS[0] and e.first_seen == 42.0 and e.source == ""
 
 
-def test_cos_list_paginates_past_1000(fake_cos: FakeCos) -> None:
-    client, _ = make_client()
+def test_cos_list_paginates_past_1000(emu: Emulator) -> None:
+    client, _ = cos_client(emu)
     reg = PendingStore(CosObjectStore(client, parse_cos_url(f"cos://{BUCKET}.{REGION}/p")))
     ids = [f"j{i:032x}" for i in range(1203)]
     for job_id in ids:  # seed directly: listing, not 1203 PUTs, is under test
-        fake_cos.objects[f"p/.pending/{job_id}.json"] = (b'{"FirstSeen":1}', {})
-    fake_cos.objects["p/Transcode/x.json"] = (b"{}", {})
+        emu.cos.put(BUCKET, f"p/.pending/{job_id}.json", b'{"FirstSeen":1}')
+    emu.cos.put(BUCKET, "p/Transcode/x.json", b"{}")
     assert reg.list_ids() == ids
-    assert sum(1 for m, k in fake_cos.log if m == "GET" and k == "") == 2
+    assert sum(1 for r in emu.cos.requests if r.method == "GET" and r.key == "") == 2
 
 
-def test_cos_errors_are_reported(fake_cos: FakeCos) -> None:
-    client, _ = make_client(max_attempts=1)
+def test_cos_errors_are_reported(emu: Emulator) -> None:
+    client, _ = cos_client(emu, max_attempts=1)
     reg = PendingStore(CosObjectStore(client, parse_cos_url(f"cos://{BUCKET}.{REGION}/p")))
-    fake_cos.faults = [(503, "SlowDown")]
+    emu.faults.inject_next("cos", "slowdown")
     [f] = reg.add([IDS[0]], now=1.0, source="x")
     assert f.retryable and f.error is not None and f.error.code == "SlowDown"
-    fake_cos.faults = [(403, "AccessDenied"), (403, "AccessDenied")]  # the list marker, then the listing
+    denied, _ = cos_client(emu, max_attempts=1, credentials=WRONG_TOKEN_CREDS)  # 403 AccessDenied on every request
+    reg = PendingStore(CosObjectStore(denied, parse_cos_url(f"cos://{BUCKET}.{REGION}/p")))
     with pytest.raises(PendingError) as ei:
         reg.listing()
     assert ei.value.code == "AccessDenied" and ei.value.retryable  # configuration: kept for later, not retried now

@@ -291,3 +291,69 @@ def test_every_id_gets_exactly_one_outcome(plan, registered, budget):
             assert jid in pending.entries  # pending always means: in the registry
         if o.status == "failed" and o.retryable:
             assert jid not in pending.entries
+
+
+# -- a container State from CI; the age rule for permanent failures (moved from the review-fixes file) -----
+ENV_SETTINGS = Settings.from_env({"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou"})
+
+
+def test_pipeline_treats_a_container_state_as_not_finished():
+    from cijobs.models import QueryResult
+
+    class Client:
+        def query(self, ids, deadline=None):
+            return QueryResult(jobs=[{"JobId": ids[0], "State": {"x": "1"}, "Tag": "Transcode"}])
+
+    class Sink:
+        def write(self, jobs, deadline=None):
+            raise AssertionError("a job with an unknown state must not be written")
+
+    out = Pipeline(ENV_SETTINGS, Client(), Sink(), FakePending()).process(["jaaaaaaaaaaaaaaaaaaaa"], "direct",
+                                                                          Deadline(10))
+    [o] = out.by_id.values()
+    assert (o.status, o.reason, o.state) == ("pending", "NotFinished", None)
+
+
+@pytest.mark.parametrize(("age_s", "answered", "expected", "removed"), [
+    (2 * 86400, True, ("failed", "PendingExpired"), ["jaaaaaaaaaaaaaaaaaaaa"]),
+    (2 * 86400, False, ("failed", "InvalidParameter"), []),  # never answered: kept, not expired
+    (60, True, ("failed", "InvalidParameter"), []),
+])
+def test_permanent_failure_of_a_registered_id_follows_the_age_rule(age_s, answered, expected, removed):
+    from cijobs.models import ErrorInfo, JobFailure, PendingListing, QueryResult
+
+    job_id, now = "jaaaaaaaaaaaaaaaaaaaa", 1_800_000_000.0
+
+    class Client:
+        def query(self, ids, deadline=None):
+            return QueryResult(failed=[JobFailure(i, ErrorInfo("InvalidParameter", "no", 400, None), False)
+                                       for i in ids])
+
+    class Sink:
+        def write(self, jobs, deadline=None):
+            return []
+
+    class Registry:
+        def __init__(self) -> None:
+            self.removed: list[str] = []
+
+        def add(self, ids, **kw):
+            raise AssertionError("a registered ID is not re-added")
+
+        def listing(self, limit=50_000, deadline=None):
+            return PendingListing([PendingEntry(job_id, now - age_s, "timer", answered)])
+
+        def mark_answered(self, ids, deadline=None):
+            return []
+
+        def remove(self, ids, deadline=None):
+            self.removed += list(ids)
+            return []
+
+    registry = Registry()
+    out = Pipeline(ENV_SETTINGS, Client(), Sink(), registry, clock=lambda: now).tick(Deadline(10))
+    [o] = out.by_id.values()
+    assert (o.status, o.reason, o.retryable) == (*expected, False)
+    assert registry.removed == removed
+    if removed:
+        assert "InvalidParameter" in (o.message or "")

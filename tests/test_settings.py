@@ -55,3 +55,18 @@ def test_credentials_missing_names_variables_and_hides_values():
     c = from_env({"TENCENTCLOUD_SECRETID": "AKIDx", "TENCENTCLOUD_SECRETKEY": "sk-1234",
                   "TENCENTCLOUD_SESSIONTOKEN": "tok-5678"})
     assert "sk-1234" not in repr(c) and "tok-5678" not in repr(c)
+
+
+# -- a result-sink prefix that gives unusable keys (moved from the review-fixes file) ----------------------
+@pytest.mark.parametrize("url", ["cos://examplebucket-1250000000.ap-guangzhou/.pending",
+                                 "cos://examplebucket-1250000000.ap-guangzhou/results/.hidden",
+                                 "file:///tmp/x,cos://examplebucket-1250000000.ap-guangzhou/.pending"])
+def test_a_result_sink_prefix_that_gives_unusable_keys_fails_at_startup(url):
+    from cijobs.credentials import Credentials
+    from cijobs.sinks import build_sinks
+
+    with pytest.raises(SettingsError, match="RESULT_SINK") as exc:
+        settings = Settings.from_env({"CI_BUCKET": "examplebucket-1250000000", "CI_REGION": "ap-guangzhou",
+                                      "RESULT_SINK": url})
+        build_sinks(settings, lambda: Credentials("AKID", "k"))
+    assert ".pending" in str(exc.value) or ".hidden" in str(exc.value)

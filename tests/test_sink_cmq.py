@@ -132,3 +132,63 @@ def test_no_store_may_sit_inside_a_pending_folder(name: str, url: str) -> None:
         else {"result_sink": url}
     with pytest.raises(SettingsError, match=rf"{name}.*'\.pending' folder"):
         build_sinks(Settings(cmq_endpoint="http://127.0.0.1:1", **fields), lambda: Credentials("AKIDx", "k"))
+
+
+# -- claim checks never raise out of write() (moved from the review-fixes file) -----------------------------
+CLAIM_BUCKET, CLAIM_REGION = "examplebucket-1250000000", "ap-guangzhou"
+CLAIM_SECRET_ID, CLAIM_SECRET_KEY = "AKIDreviewtest", "review-secret-key-value"
+
+
+class RecordingCmq:
+    max_batch = 16
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, target, bodies, tags=(), deadline=None):
+        self.sent += bodies
+        return ["m"] * len(bodies)
+
+
+def cmq_sink_with_cos_claims(emu: Any, cmq: RecordingCmq) -> Any:
+    from cijobs.cos import CosClient
+    from cijobs.store import CosLocation
+    from cijobs.store.cos import CosObjectStore
+
+    s = Settings(cos_endpoint=emu.url, ci_max_attempts=2)
+    cos = CosClient(s, lambda: Credentials(CLAIM_SECRET_ID, CLAIM_SECRET_KEY), sleep=lambda _s: None)
+    store = CosObjectStore(cos, CosLocation(CLAIM_BUCKET, CLAIM_REGION, "claims"))
+    return CmqSink(cmq, CmqTarget("queue", CLAIM_REGION, "q"), store, 1024)
+
+
+@pytest.mark.parametrize("tag", ["..", "a/b", "转码", "Tag\u2028x"])
+def test_cmq_sink_claim_check_with_an_unsafe_tag_writes_every_job(tag):
+    from cijobs_tools.emulator import Emulator
+
+    with Emulator(secret_id=CLAIM_SECRET_ID, secret_key=CLAIM_SECRET_KEY, seed=5) as emu:
+        cmq = RecordingCmq()
+        sink = cmq_sink_with_cos_claims(emu, cmq)
+        jobs = [{"JobId": "jaaaaaaaaaaaaaaaaaaaa", "State": "Success", "Tag": "Transcode"},
+                {"JobId": "jbbbbbbbbbbbbbbbbbbbb", "State": "Success", "Tag": tag, "Big": "x" * 2000}]
+        results = sink.write(jobs)
+        assert [(r.job_id, r.ok) for r in results] == [(j["JobId"], True) for j in jobs]
+        [(_, key)] = [k for k in emu.cos.objects]
+        assert key.startswith("claims/claim-check/Unknown/jbbbbbbbbbbbbbbbbbbbb/")
+        pointer = json.loads(cmq.sent[1])
+        assert pointer["Tag"] == tag and pointer["ClaimCheck"]["Key"] == key
+
+
+def test_cmq_sink_fails_only_the_job_whose_claim_check_cannot_be_built():
+    from cijobs.store import InvalidKeyError
+
+    class BadKeys(FileObjectStore):
+        def key(self, *parts: str) -> str:
+            raise InvalidKeyError("object key has an empty, '.' or '..' segment")
+
+    cmq = RecordingCmq()
+    sink = CmqSink(cmq, CmqTarget("queue", CLAIM_REGION, "q"), BadKeys("/nonexistent-review-dir"), 1024)
+    jobs = [{"JobId": "jaaaaaaaaaaaaaaaaaaaa", "State": "Success", "Tag": "Transcode"},
+            {"JobId": "jbbbbbbbbbbbbbbbbbbbb", "State": "Success", "Tag": "T", "Big": "x" * 2000}]
+    ok, bad = sink.write(jobs)
+    assert ok.ok and len(cmq.sent) == 1
+    assert not bad.ok and bad.error is not None and (bad.error.code, bad.retryable) == ("InvalidKey", False)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-import requests
 
 from cijobs.deadline import Deadline
 from cijobs.errors import SettingsError
@@ -19,7 +18,8 @@ from cijobs.settings import Settings
 from cijobs.sinks import KeyLayout, MultiSink, ObjectSink, SinkConfigError, WriteResult, build_sinks, canonical_json
 from cijobs.store import FileObjectStore, InvalidKeyError, parse_cos_url
 from cijobs.store.cos import CosObjectStore
-from test_cos_fake import BUCKET, CREDS, REGION, FakeCos, make_client, serve_fake_cos
+from cijobs_tools.emulator import Emulator
+from fakes.cos import BUCKET, CREDS, REGION, WRONG_TOKEN_CREDS, cos_client, cos_methods, cos_objects, emulated_cos
 
 pytestmark = pytest.mark.usefixtures("log_stream")  # each test logs to a private buffer
 
@@ -137,74 +137,74 @@ def test_file_store_create_is_exclusive(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def fake_cos() -> Iterator[FakeCos]:
-    with serve_fake_cos() as fake:
-        yield fake
+def emu() -> Iterator[Emulator]:
+    with emulated_cos() as e:
+        yield e
 
 
-# -- COS sink -------------------------------------------------------------------------------------
-def cos_sink(prefix: str = "results", **settings: Any) -> ObjectSink:
-    client, _ = make_client(**settings)
+# -- COS sink (on the emulator) -------------------------------------------------------------------
+def cos_sink(emu: Emulator, prefix: str = "results", **settings: Any) -> ObjectSink:
+    client, _ = cos_client(emu, **settings)
     return ObjectSink(CosObjectStore(client, parse_cos_url(f"cos://{BUCKET}.{REGION}/{prefix}")), KeyLayout(), 4)
 
 
-def test_cos_sink_puts_with_metadata_and_is_idempotent(fake_cos: FakeCos) -> None:
-    sink = cos_sink()
+def test_cos_sink_puts_with_metadata_and_is_idempotent(emu: Emulator) -> None:
+    sink = cos_sink(emu)
     [r] = sink.write([job()])
     assert r.ok and not r.already
     key = f"results/Transcode/{JOB_ID}.json"
-    body, meta = fake_cos.objects[key]
+    body, meta = cos_objects(emu)[key].body, cos_objects(emu)[key].headers
     assert body == canonical_json(job())
     assert meta["x-cos-meta-jobid"] == JOB_ID and meta["x-cos-meta-state"] == "Success"
     assert meta["x-cos-meta-tag"] == "Transcode" and len(meta["x-cos-meta-sha256"]) == 64
-    assert meta["Content-Type"] == "application/json"
+    assert meta["content-type"] == "application/json"
     [r] = sink.write([job()])
     assert r.ok and r.already
-    assert [m for m, _ in fake_cos.log] == ["PUT", "PUT", "HEAD"]  # 409, then HEAD compares meta
+    assert cos_methods(emu) == ["PUT", "PUT", "HEAD"]  # 409, then HEAD compares meta
     [r] = sink.write([job(state="Failed")])
     assert r.error is not None and r.error.code == "ConflictingResult"
     [r] = sink.write([job(Extra=1)])
     assert r.ok and r.already  # same state, different body: first kept
-    assert fake_cos.objects[key][0] == body
+    assert cos_objects(emu)[key].body == body
 
 
-def test_cos_sink_retries_5xx_and_slowdown_without_duplicates(fake_cos: FakeCos) -> None:
-    fake_cos.faults = [(500, "InternalError"), (503, "SlowDown"), requests.ConnectionError("reset")]
-    [r] = cos_sink().write([job()])
+def test_cos_sink_retries_5xx_and_slowdown_without_duplicates(emu: Emulator) -> None:
+    emu.faults.inject_next("cos", "fail", "slowdown", "reset")
+    [r] = cos_sink(emu).write([job()])
     assert r.ok and not r.already
-    assert len(fake_cos.objects) == 1 and len(fake_cos.log) == 4
+    assert len(cos_objects(emu)) == 1 and cos_methods(emu) == ["PUT"]  # the fourth attempt
+    assert emu.faults.injected == {"cos.fail": 1, "cos.slowdown": 1, "cos.reset": 1}
 
 
-def test_cos_sink_failure_is_reported_retryable_and_a_later_retry_completes(fake_cos: FakeCos) -> None:
-    fake_cos.faults = [(503, "SlowDown")] * 2
-    [r] = cos_sink(max_attempts=2).write([job()])
+def test_cos_sink_failure_is_reported_retryable_and_a_later_retry_completes(emu: Emulator) -> None:
+    emu.faults.inject_next("cos", "slowdown", "slowdown")
+    [r] = cos_sink(emu, max_attempts=2).write([job()])
     assert not r.ok and r.retryable and r.error is not None and r.error.code == "SlowDown"
-    assert fake_cos.objects == {}
-    [r] = cos_sink(max_attempts=2).write([job()])
-    assert r.ok and not r.already and len(fake_cos.objects) == 1
+    assert cos_objects(emu) == {}
+    [r] = cos_sink(emu, max_attempts=2).write([job()])
+    assert r.ok and not r.already and len(cos_objects(emu)) == 1
 
 
-def test_cos_sink_access_denied_is_not_retried_but_kept(fake_cos: FakeCos) -> None:
-    fake_cos.faults = [(403, "AccessDenied")]
-    [r] = cos_sink().write([job()])
+def test_cos_sink_access_denied_is_not_retried_but_kept(emu: Emulator) -> None:
+    [r] = cos_sink(emu, credentials=WRONG_TOKEN_CREDS).write([job()])  # 403 AccessDenied
     # a configuration failure: one request, not retried now; retryable: the job is kept until it is fixed
     assert not r.ok and r.retryable and r.error is not None and r.error.http_status == 403
-    assert len(fake_cos.log) == 1
+    assert r.error.code == "AccessDenied" and len(cos_methods(emu)) == 1
 
 
-def test_cos_sink_many_jobs_in_parallel_one_failing(fake_cos: FakeCos) -> None:
+def test_cos_sink_many_jobs_in_parallel_one_failing(emu: Emulator) -> None:
     ids = [f"j{i:032x}" for i in range(20)]
     jobs = [job(job_id=i) for i in ids]
     jobs[5]["State"] = "Submitted"
-    results = cos_sink().write(jobs)
+    results = cos_sink(emu).write(jobs)
     assert [r.job_id for r in results] == ids
     assert [r.ok for r in results].count(False) == 1 and not results[5].ok
-    assert len(fake_cos.objects) == 19
+    assert len(cos_objects(emu)) == 19
 
 
-def test_cos_sink_expired_deadline_is_retryable(fake_cos: FakeCos) -> None:
-    [r] = cos_sink().write([job()], Deadline(0))
-    assert not r.ok and r.retryable and fake_cos.objects == {}
+def test_cos_sink_expired_deadline_is_retryable(emu: Emulator) -> None:
+    [r] = cos_sink(emu).write([job()], Deadline(0))
+    assert not r.ok and r.retryable and cos_objects(emu) == {}
 
 
 # -- several sinks --------------------------------------------------------------------------------
@@ -279,18 +279,27 @@ def test_no_index_by_default(tmp_path: Path) -> None:
     assert r.ok and files(tmp_path) == [f"Transcode/{JOB_ID}.json"]
 
 
-def test_a_failed_index_write_fails_the_job_retryably_and_the_retry_completes_it(fake_cos: FakeCos) -> None:
-    client, _ = make_client(max_attempts=1)
-    sink = ObjectSink(CosObjectStore(client, parse_cos_url(f"cos://{BUCKET}.{REGION}/results")), KeyLayout(), 1,
-                      index=True)
+def test_a_failed_index_write_fails_the_job_retryably_and_the_retry_completes_it(emu: Emulator) -> None:
+    client, _ = cos_client(emu, max_attempts=1)
+
+    class SlowDownOnSecondWrite(CosObjectStore):  # the result PUT goes through, the index PUT gets a 503 SlowDown
+        writes = 0
+
+        def create(self, *args: Any, **kwargs: Any) -> Any:
+            SlowDownOnSecondWrite.writes += 1
+            if SlowDownOnSecondWrite.writes == 2:
+                emu.faults.inject_next("cos", "slowdown")
+            return super().create(*args, **kwargs)
+
+    sink = ObjectSink(SlowDownOnSecondWrite(client, parse_cos_url(f"cos://{BUCKET}.{REGION}/results")), KeyLayout(),
+                      1, index=True)
     done = job(EndTime="2026-11-29T23:59:42+08:00")
-    fake_cos.faults = [None, (503, "SlowDown")]  # the result PUT goes through, the index PUT does not
     [r] = sink.write([done])
     assert not r.ok and r.retryable and r.error is not None and r.error.code == "SlowDown"
-    assert list(fake_cos.objects) == [f"results/Transcode/{JOB_ID}.json"]
+    assert list(cos_objects(emu)) == [f"results/Transcode/{JOB_ID}.json"]
     [r] = sink.write([done])
     assert r.ok and r.already  # the result was there; the entry is written now
-    assert sorted(fake_cos.objects) == [f"results/Transcode/{JOB_ID}.json", f"results/_index/2026-11-29/{JOB_ID}.json"]
+    assert sorted(cos_objects(emu)) == [f"results/Transcode/{JOB_ID}.json", f"results/_index/2026-11-29/{JOB_ID}.json"]
 
 
 def test_result_index_setting_is_validated() -> None:

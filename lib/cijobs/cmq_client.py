@@ -52,7 +52,7 @@ MAX_BATCH_BYTES = 64 * 1024
 MAX_TAGS = 5
 MAX_TAG_CHARS = 16
 CredentialsSource = Callable[[], Credentials]
-SERVICE = Service("cmq", request_id_headers=(), legacy_redirect_code=True)
+SERVICE = Service("cmq", request_id_headers=())
 
 
 class CmqConfigError(SettingsError):

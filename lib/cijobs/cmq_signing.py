@@ -1,7 +1,7 @@
 """TDMQ CMQ HTTP data-flow API signature (the v2 "HmacSHA1/HmacSHA256" style), one pure step per function.
 
 Used by the CMQ sink to sign and by the local emulator to verify. Steps
-(spec ``tdmq-and-cos-writes.md`` §1.3)::
+(CMQ "Signature Method", https://intl.cloud.tencent.com/document/api/406/5906)::
 
     canonical_query  "&".join(f"{k.replace('_', '.')}={v}" for k in sorted(params))   # Signature excluded,
                                                                                       # values NOT url-encoded

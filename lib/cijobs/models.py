@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 TERMINAL_STATES = frozenset({"Success", "Failed", "Cancel"})
-PENDING_STATES = frozenset({"Submitted", "Running", "Pause"})
 
 Job = dict[str, Any]  # one normalized JobsDetail
 

@@ -68,9 +68,6 @@ class Service:
     name: str  # "ci", "cos", "cmq": the limiter key and the classification table
     request_id_headers: tuple[str, ...] = ("x-cos-request-id",)
     default_codes: Mapping[int, str] = None  # type: ignore[assignment]
-    # The code of a 3xx answer: "Redirect" (the one vocabulary). CMQ still reports "HTTP<status>" until
-    # tests/test_review_fixes.py::test_cmq_dataflow_redirect_is_a_final_error_and_not_followed is updated.
-    legacy_redirect_code: bool = False
 
     @property
     def table(self) -> tuple[failures.Rule, ...]:
@@ -91,7 +88,7 @@ def error_from_answer(service: Service, reply: Reply) -> Failure:
         code, message = failures.MALFORMED_RESPONSE, f"interim HTTP {status} answer where the final one was due"
         cls = failures.TRANSIENT
     elif 300 <= status < 400:
-        code = f"HTTP{status}" if service.legacy_redirect_code else failures.REDIRECT
+        code = failures.REDIRECT
         message = f"refused to follow HTTP {status} redirect"
         cls = failures.FINAL
     else:

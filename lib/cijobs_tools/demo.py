@@ -98,7 +98,7 @@ def seed_jobs(emu: Emulator) -> list[str]:
 
 
 def query_step(ctx: DemoContext) -> int:
-    """Query the sample jobs plus one non-existent ID (``cijobs query``)."""
+    """Query the sample jobs plus one non-existent ID with the client ``cijobs query`` uses (:class:`JobClient`)."""
     from cijobs.ci_client import JobClient
     from cijobs.deadline import Deadline
 

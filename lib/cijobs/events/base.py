@@ -105,14 +105,13 @@ class QueryParams(ReadOnlyMap):
 
 @dataclass(frozen=True)
 class JobRequest:
-    """"These job IDs, from this source": what an event turns into before the pipeline runs.
+    """"These job IDs": what a queue message turns into before the pipeline runs.
 
     ``jobs`` carries job bodies from a CI notification; the pipeline uses them only
     when TRUST_CALLBACK_BODY is on (otherwise the IDs are re-queried).
     """
 
     job_ids: tuple[str, ...]
-    source: str
     jobs: tuple[Job, ...] = ()
 
 

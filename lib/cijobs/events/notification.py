@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from ..models import Job
 from .base import EventError, JobRequest, Limits, ids_from_text, ids_from_value
@@ -25,7 +25,6 @@ class CINotification:
     event_name: str
     job_ids: tuple[str, ...]
     jobs: tuple[Job, ...] = ()
-    workflow_run_id: Optional[str] = None
 
     @classmethod
     def parse(cls, body: Union[bytes, str], limits: Limits, field: str = "body") -> CINotification:
@@ -49,7 +48,6 @@ class CINotification:
                              f"{field}.EventName")
         jobs: list[Job] = []
         ids: list[str] = []
-        run_id: Optional[str] = None
         if event_name == "TaskFinish":
             for job in _as_list(doc.get("JobsDetail")):
                 if isinstance(job, dict) and isinstance(job.get("JobId"), str) and job["JobId"]:
@@ -59,18 +57,16 @@ class CINotification:
             for execution in _as_list(doc.get("WorkflowExecution")):
                 if not isinstance(execution, dict):
                     continue
-                if isinstance(execution.get("RunId"), str):
-                    run_id = execution["RunId"]
                 for task in _as_list(execution.get("Tasks")):
                     if isinstance(task, dict) and isinstance(task.get("JobId"), str) and task["JobId"]:
                         ids.append(task["JobId"])
         if not ids:
             raise EventError(f"{field}: the {event_name} notification names no JobId", f"{field}.JobId")
         unique = ids_from_value(ids, f"{field}.JobId", limits)
-        return cls(event_name, tuple(unique), tuple(jobs), run_id)
+        return cls(event_name, tuple(unique), tuple(jobs))
 
-    def request(self, source: str) -> JobRequest:
-        return JobRequest(self.job_ids, source, self.jobs)
+    def request(self) -> JobRequest:
+        return JobRequest(self.job_ids, self.jobs)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -91,7 +87,7 @@ def _is_notification_json(text: str) -> bool:
     return "EventName" in doc or "Response" in doc
 
 
-def parse_message(body: Union[bytes, str], source: str, limits: Limits, field: str = "msgBody") -> JobRequest:
+def parse_message(body: Union[bytes, str], limits: Limits, field: str = "msgBody") -> JobRequest:
     """A queue message body: a CI notification (XML/JSON) or a job-ID list."""
     raw = body.encode("utf-8") if isinstance(body, str) else body
     if len(raw) > limits.max_body_bytes:
@@ -102,7 +98,7 @@ def parse_message(body: Union[bytes, str], source: str, limits: Limits, field: s
         raise EventError(f"{field} is not UTF-8 text", field) from None
     head = text.lstrip()
     if head.startswith("<") or (head.startswith("{") and _is_notification_json(head)):
-        return CINotification.parse(raw, limits, field).request(source)
+        return CINotification.parse(raw, limits, field).request()
     ids = ids_from_text(text, field, limits)
     if not ids:
         raise EventError(f"{field} holds no job IDs", field)
@@ -110,4 +106,4 @@ def parse_message(body: Union[bytes, str], source: str, limits: Limits, field: s
 
     if not any(validate_job_id(i) for i in ids):
         raise EventError(f"{field} is neither a CI notification nor a job-ID list", field)
-    return JobRequest(tuple(ids), source)
+    return JobRequest(tuple(ids))

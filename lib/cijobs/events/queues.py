@@ -80,7 +80,7 @@ class QueueEvent:
         for r in self.records:
             field = f"Records[{r.index}].msgBody"
             try:
-                request = parse_message(r.msg_body, self.kind, limits, field)
+                request = parse_message(r.msg_body, limits, field)
             except EventError as exc:
                 results.append(RecordResult(r.index, r.ref, error=str(exc)))
                 continue
