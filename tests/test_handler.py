@@ -240,7 +240,8 @@ def test_deadline_runs_out_mid_tick_nothing_lost(world, monkeypatch):
     written = {i for i, o in got.items() if o == "written"}
     left = {i for i, o in got.items() if o == "pending"}
     assert written and left and written | left == set(ids)
-    assert world.pending == left and world.written == written
+    # a write cut by the deadline may have reached the store unconfirmed: it stays pending (at least once)
+    assert world.pending == left and written <= world.written and world.written - written <= left
     world.emu.faults.reset()
     final = world({"Type": "Timer", "Message": ""})
     assert set(outcomes(final)) == left and set(outcomes(final).values()) == {"written"}
