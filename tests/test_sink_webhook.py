@@ -191,7 +191,7 @@ def test_connection_refused_and_timeouts_are_retryable_and_never_quote_the_url()
 def test_read_timeout_is_retryable(emu: Emulator) -> None:
     emu.webhooks.configure("slow", latency_ms=600)
     (r,) = make_sink(emu, "slow", read_timeout_s=0.2, max_attempts=1).write([job(12)])
-    assert not r.ok and r.retryable and r.error is not None and r.error.code in ("ReadTimeout", "ConnectionError")
+    assert not r.ok and r.retryable and r.error is not None and r.error.code in ("Timeout", "ConnectionError")
 
 
 def test_oversized_body_goes_through_the_claim_check(emu: Emulator, tmp_path: Any) -> None:
@@ -254,3 +254,20 @@ def test_secret_and_url_query_are_redacted_from_logs(emu: Emulator, log_stream: 
     log.get_logger("t").warning("oops", detail=f"{SECRET} {url}")
     text = log_stream.getvalue()
     assert SECRET not in text and "url-token-value-abcdef" not in text and "[redacted]" in text
+
+
+def test_a_receiver_dribbling_its_answer_cannot_hold_a_delivery_past_the_deadline() -> None:
+    from fakes.rawserver import Conn, RawServer
+
+    def dribble(conn: Conn) -> None:
+        if conn.request() is not None:
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            conn.dribble(b"." * 1000, 0.05, limit_s=5.0)  # one byte every 50 ms: each read is "on time"
+
+    with RawServer(dribble) as server:
+        sink = WebhookSink(new_webhook_session(), parse_webhook_target(server.url + "/hook"), (SECRET,),
+                           max_attempts=1, read_timeout_s=2.0)
+        started = time.monotonic()
+        [r] = sink.write([{"JobId": "j" + "d" * 32, "State": "Success", "Tag": "Transcode"}], Deadline(0.6))
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.2 and not r.ok and r.retryable and r.error is not None and r.error.code == "Timeout"

@@ -30,12 +30,13 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
+from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from .. import __version__, log
+from .. import __version__, failures, log
 from ..deadline import Deadline
+from ..http import NoAnswer, exchange, new_session
 from ..models import Job, WriteResult
 from ..ratelimit import FixedLimiter, RateLimiter, retry_after_seconds
 from ..store import ObjectStore, StoreError
@@ -46,16 +47,10 @@ from .base import canonical_json, job_fields, key_segment, refuse, sha256_hex
 EVENT = "job.finished"
 USER_AGENT = f"cijobs/{__version__}"
 RETRYABLE_STATUS = frozenset({408, 425, 429})  # and every 5xx
-MAX_ANSWER_BYTES = 64 * 1024  # read at most this much of an answer (the rest is dropped with the connection)
+MAX_ANSWER_BYTES = 1024 * 1024  # a longer answer is refused (MalformedResponse, retried): receivers answer short
 ANSWER_EXCERPT_BYTES = 200  # how much of a refusal's body goes into the outcome's message
 BASE_DELAY_S = 0.1
 MAX_DELAY_S = 2.0
-NETWORK_ERRORS: tuple[type[BaseException], ...] = (
-    requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
-
-
 @dataclass(frozen=True)
 class Answer:
     """What one POST got: an HTTP ``status`` (None when no answer arrived, ``error`` then names why)."""
@@ -68,48 +63,35 @@ class Answer:
 
 
 def new_webhook_session(pool_size: int = 8) -> requests.Session:
-    """A keep-alive session for receivers: no proxy/netrc from the environment, no retries of its own,
-    and no cookies kept (a receiver's ``Set-Cookie`` must not follow the session anywhere)."""
-    session = requests.Session()
-    session.trust_env = False
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
+    """A keep-alive session for receivers on the same stock stack as every other request (the deadline
+    watchdog, the size caps, TLS verified, no proxy/netrc, no retries of its own), and no cookies kept: a
+    receiver's ``Set-Cookie`` must not follow the session anywhere."""
+    session = new_session(pool_size)
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     return session
 
 
-def _read_capped(resp: requests.Response, cap: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in resp.iter_content(chunk_size=8192):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= cap:
-            break
-    return b"".join(chunks)[:cap]
-
-
 def _post(session: requests.Session, url: str, body: bytes, headers: Mapping[str, str], deadline: Deadline,
           connect_timeout_s: float, read_timeout_s: float) -> Answer:
-    """One POST: no redirect followed, timeouts clamped to the deadline, at most ``MAX_ANSWER_BYTES`` read.
+    """One POST through :func:`cijobs.http.exchange`: no redirect followed, done by the deadline whatever the
+    receiver does (slow head, dribbled answer), at most ``MAX_ANSWER_BYTES`` read.
 
-    Never raises for a request failure; exception texts (which quote the URL) are not kept, only their names.
+    Never raises for a request failure; failures get the one vocabulary (``Timeout``, ``ConnectionError``,
+    ``CertificateVerifyFailed``, ...), and no exception text (which would quote the URL) is kept.
     """
+    parts = urlsplit(url)
+    host_port = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
     try:
-        resp = session.post(url, data=body, headers=dict(headers), allow_redirects=False, stream=True,
-                            timeout=(deadline.clamp(connect_timeout_s), deadline.clamp(read_timeout_s)))
-    except requests.RequestException as exc:
-        return Answer(None, error=type(exc).__name__, network=isinstance(exc, NETWORK_ERRORS))
-    try:
-        head = _read_capped(resp, MAX_ANSWER_BYTES)
-    except requests.RequestException as exc:  # the status arrived but the body broke off
-        head = b""
-        if 200 <= resp.status_code < 300:
-            return Answer(None, error=type(exc).__name__, network=True)
-    finally:
-        resp.close()  # a fully read answer gives its connection back; a longer one drops it
-    return Answer(resp.status_code, resp.headers.get("Retry-After"), head)
+        prepared = session.prepare_request(requests.Request("POST", url, data=body, headers=dict(headers)))
+        reply = exchange(session, prepared, host_port=host_port, deadline=deadline,
+                         connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s,
+                         max_body_bytes=MAX_ANSWER_BYTES)
+    except NoAnswer as exc:
+        code, failure_class = failures.classify_no_answer(exc.kind)
+        return Answer(None, error=code, network=failure_class != failures.FINAL)
+    except requests.RequestException as exc:  # the request could not even be prepared
+        return Answer(None, error=type(exc).__name__, network=False)
+    return Answer(reply.status, reply.headers.get("Retry-After"), reply.body)
 
 
 def _excerpt(head: bytes) -> str:
