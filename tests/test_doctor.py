@@ -279,3 +279,10 @@ def test_check_all_is_pure_orchestration_over_injected_clients(tmp_path):
     assert report(checks)["Ok"] is False
     assert Check("x", True, "d", skipped=True).as_dict() == {"Name": "x", "Ok": True, "Detail": "d", "Skipped": True}
     assert run_checks({}, Deadline(1))[1].name == "settings"  # no CI_BUCKET: stops at the settings line
+
+
+def test_the_emulators_auto_jobs_never_answer_the_doctors_probe() -> None:
+    from cijobs.doctor import PROBE_JOB_ID
+    from cijobs_tools.emulator.ci import DOCTOR_PROBE_ID
+
+    assert DOCTOR_PROBE_ID == PROBE_JOB_ID

@@ -136,7 +136,7 @@ def _props(doc: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("change", "message"), [
     (lambda p: p.pop("Handler"), "Handler is required"),
-    (lambda p: p.update(Runtime="Python3.6"), "Runtime must be one of Python3.9, Python3.10"),
+    (lambda p: p.update(Runtime="Python3.6"), "Runtime must be one of Python3.10"),
     (lambda p: p.update(Runtime="Python3.11"), "Runtime must be one of"),
     (lambda p: p.update(MemorySize=200), "MemorySize must be 64 or 128-3072"),
     (lambda p: p.update(Timeout=901), "Timeout must be 1-900"),

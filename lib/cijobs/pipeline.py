@@ -61,6 +61,9 @@ CONFIGURATION_HINTS = {
     "AccessDenied": "the execution role's permissions (docs/permissions/execution-role.json)",
     "NoSuchBucket": "the bucket names in CI_BUCKET, RESULT_SINK, PENDING_STORE and CLAIM_CHECK_STORE",
     "NameResolutionFailed": "CI_REGION and the endpoint overrides CI_ENDPOINT / COS_ENDPOINT / CMQ_ENDPOINT",
+    # a ConnectionError of the configuration class is a host name that did not resolve (NXDOMAIN)
+    "ConnectionError": "CI_REGION and the endpoint overrides CI_ENDPOINT / COS_ENDPOINT / CMQ_ENDPOINT "
+                       "(a host name did not resolve)",
     "CertificateVerifyFailed": "the endpoint overrides CI_ENDPOINT / COS_ENDPOINT / CMQ_ENDPOINT (TLS certificate)",
 }
 

@@ -1,6 +1,6 @@
 """Normalize CI's XML/JSON job documents into stable, typed JSON-ready dicts.
 
-Pure package: bytes in, dict out (no I/O). See README "Normalized JSON".
+Pure package: bytes in, dict out (no I/O). See docs/normalized-json.md.
 """
 
 from __future__ import annotations

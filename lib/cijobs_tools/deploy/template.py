@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-SUPPORTED_RUNTIMES = ("Python3.9", "Python3.10")
+SUPPORTED_RUNTIMES = ("Python3.10",)  # the runtime package and its pinned wheels need Python >= 3.10
 RESERVED_PREFIXES = ("SCF_", "QCLOUD_", "TENCENTCLOUD_")
 ENV_TOTAL_LIMIT = 4096  # bytes of keys + values per function [scf-platform §3.2]
 # ${env:NAME} (required) or ${env:NAME:-} (optional: empty when NAME is unset)

@@ -5,7 +5,7 @@ Lifecycle helpers for tests and the soak: :meth:`CIStore.add_job`,
 optionally with a probability per job), :meth:`CIStore.finish_after` (the job
 turns terminal once it has been answered ``n`` times) and ``auto_jobs`` (every
 well-formed ID not added explicitly is a ``Success`` job of a tag derived from the
-ID, except IDs starting with ``jnone``).
+ID, except IDs starting with ``jnone`` and ``cijobs doctor``'s probe ID).
 
 The list route ``GET /jobs?tag=...`` (CI doc 460/84766) filters by ``tag``
 (required), ``states`` (comma list, ``All`` = every state), ``queueId`` and the
@@ -51,6 +51,7 @@ STATES = ("Submitted", "Running", "Success", "Failed", "Pause", "Cancel")
 TERMINAL = frozenset({"Success", "Failed", "Cancel"})
 NEXT_STATE = {"Submitted": "Running", "Running": "Success", "Pause": "Running"}
 NEVER_PREFIX = "jnone"
+DOCTOR_PROBE_ID = "jcijobsdoctorprobe000000000000000"  # cijobs.doctor.PROBE_JOB_ID: never exists, even with auto_jobs
 TOKEN_HEADERS = ("x-ci-security-token", "x-cos-security-token")
 REQUEST_LOG_CAP = 50_000
 DEFAULT_QUEUE_ID = "p2242ab62c7c94486915508540933a2c6"
@@ -250,7 +251,8 @@ class CIStore:
 
     def _lookup(self, job_id: str) -> Optional[JobRecord]:
         rec = self.jobs.get(job_id)
-        if rec is None and self.auto_jobs and JOB_ID_RE.match(job_id) and not job_id.startswith(NEVER_PREFIX):
+        if rec is None and self.auto_jobs and JOB_ID_RE.match(job_id) and not job_id.startswith(NEVER_PREFIX) \
+                and job_id != DOCTOR_PROBE_ID:
             rec = JobRecord(job_id, samples.tag_for_id(job_id), "Success", created=self._clock() - 60, auto=True)
             self._move(rec, "Success", self._clock())
             rec.started = rec.created + 1
