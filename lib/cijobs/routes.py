@@ -126,7 +126,7 @@ class Router:
                 return self.get_jobs(segment or "", deadline)
             body = request.body_bytes(self.settings.max_body_bytes)
             if route == TRACK:
-                return self.track(body)
+                return self.track(body, deadline)
             return self.callback(body, deadline)
         except BodyTooLargeError as exc:
             return error(413, "PayloadTooLarge", str(exc))
@@ -150,10 +150,10 @@ class Router:
         status = 200 if not result.failed else (207 if answered else 502)
         return HttpResponse(status, result.as_dict())
 
-    def track(self, body: bytes) -> HttpResponse:
+    def track(self, body: bytes, deadline: Deadline) -> HttpResponse:
         ids = ids_from_json_object(_text(body), "JobIds" if body.strip() else "body", self.limits)
         _require_valid(ids)
-        outcomes = self.pipeline.track(ids, source="http")
+        outcomes = self.pipeline.track(ids, source="http", deadline=deadline)
         return self._outcome_response(outcomes, all_or_nothing=False)
 
     def callback(self, body: bytes, deadline: Deadline) -> HttpResponse:
