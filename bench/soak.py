@@ -420,6 +420,12 @@ def run_one(name: str, args: argparse.Namespace, control: Control, url: str, tmp
         n_jobs, n_unknown, seed = args.capped_jobs, args.capped_jobs * 3 // 100, args.seed + 3
     if n_jobs <= 0:
         return
+    if name == "slow-stores":
+        print(f"soak: slow-stores: COS {args.slow_cos_ms:.0f} ms late"
+              f"{' after registration' if args.slow_register_fast else ''}, SCF limit {limit_ms / 1000:.0f} s")
+    elif name == "rate-capped":
+        print(f"soak: rate-capped: CI {args.ci_max_rps:g} rps, COS {args.cos_max_rps:g} rps per account, "
+              f"SCF limit {limit_ms / 1000:.0f} s")
     env = function_env(url, "cmq-queue://ap-guangzhou/results" if sink == "cmq" else cos_sink)
     fn = Function(env, os.path.join(tmp, f"{name}.log"), limit_ms)
     try:
@@ -469,8 +475,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     totals = Totals()
     requests_ = faulted = 0
     try:
-        print(f"soak: emulator pid {emu.pid} at {url}; phases {', '.join(phases)}; faults {FAULTS} "
-              f"(COS {COS_FAULTS}); function log in {tmp}")
+        mix = f"; faults {FAULTS} (COS {COS_FAULTS})" if {"cos", "cmq"} & set(phases) else ""
+        print(f"soak: emulator pid {emu.pid} at {url}; phases {', '.join(phases)}{mix}; function log in {tmp}")
         for name in phases:
             run_one(name, args, control, url, tmp, totals)
             r, f = control.stats()
