@@ -106,6 +106,8 @@ def http(method: str, path: str, body: Any = None, token: Optional[str] = API_TO
 
 
 MANY_IDS = [f"j{i:032x}" for i in range(10_000)]
+BATCH = [f"k{i:032x}" for i in range(10)]  # finished jobs; the emulator gives BATCH[4] an 8 MiB Message
+BIG_MESSAGE = 8 * 1024 * 1024
 EVENT_CASES: list[tuple[str, Callable[[], Any]]] = [
     ("track: body not JSON", lambda: http("POST", "/jobs/track", raw="{JobIds: nope")),
     ("track: body a JSON list", lambda: http("POST", "/jobs/track", [JOB])),
@@ -130,6 +132,7 @@ EVENT_CASES: list[tuple[str, Callable[[], Any]]] = [
     ("direct: JobIds a dict", lambda: {"JobIds": {"a": 1}}),
     ("direct: 10,000 IDs", lambda: {"JobIds": MANY_IDS}),
     ("direct: bucket in event", lambda: {"JobIds": [JOB], "Bucket": "evil-1250000000", "Region": "ap-evil"}),
+    ("direct: 10 IDs, one 8 MiB job", lambda: {"JobIds": BATCH}),
     ("timer: Message with ../", lambda: {"Type": "Timer", "Message": f"../{JOB},{JOB}/.."}),
     ("COS event (not ours)", lambda: {"Records": [{"cos": {"cosBucket": {"name": "evil"}}}]}),
     ("event a list", lambda: [1, 2, 3]),
@@ -192,6 +195,9 @@ def run_all() -> tuple[list[Row], bool]:
         os.environ.update(handler_env(emu.url))
         try:
             emu.ci.add_job(JOB, state="Success")
+            for job_id in BATCH:
+                emu.ci.add_job(job_id, state="Success")
+            emu.ci.set_state(BATCH[4], "Success", message="m" * BIG_MESSAGE)
             handler = load_handler()
             rows += [run_event(handler, emu, name, make) for name, make in EVENT_CASES]
             clean = ci_paths_are_clean(emu)

@@ -27,10 +27,12 @@ EXPECTED = {
     "token with CR/LF": "401 Unauthorized", "no token": "401 Unauthorized", "wrong token": "401 Unauthorized",
     "bucket/region/endpoint in body": "200", "direct: JobIds a dict": "raises EventError",
     "direct: 10,000 IDs": "raises EventError", "direct: bucket in event": "summary written=1",
+    "direct: 10 IDs, one 8 MiB job": "summary written=9, failed=1",
     "timer: Message with ../": "summary written=1", "COS event (not ours)": "raises UnknownEventError",
     "event a list": "raises UnknownEventError", "CMQ record garbage": "summary",
 }
-SENDS_TO_CI = {"GET ids with ,,", "direct: bucket in event", "timer: Message with ../"}
+SENDS_TO_CI = {"GET ids with ,,", "direct: bucket in event", "timer: Message with ../",
+               "direct: 10 IDs, one 8 MiB job"}
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,12 @@ exactly one list: ``jobs`` (found), ``nonexistent`` (CI said so),
 ``invalid`` (never sent) or ``failed`` (with the error and whether a later
 retry may help). One failed batch never fails the others.
 
+An answer refused for its size (over the document limit, or more elements than
+the normalizer takes) depends on which jobs were asked together: the batch is
+asked again in halves, down to single IDs, so only a job whose own answer is
+too large fails (``DocumentTooLarge``, final, with the answer's size); the
+others of its batch are answered as usual.
+
 Requests go to the CI host of the configured bucket only (see
 :func:`ci_target`); they never follow redirects, so the Authorization and the
 security token cannot reach another host.
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
     from .ratelimit import Limiters
 
 MAX_IDS_PER_CALL = 10  # documented limit of GET /jobs/<id>,<id>...
+DOCUMENT_TOO_LARGE = "DocumentTooLarge"  # a job whose answer alone is over the normalizer's limits
 TOKEN_HEADER = "x-ci-security-token"
 SERVICE = Service("ci", request_id_headers=("x-ci-request-id", "x-cos-request-id"))
 
@@ -110,6 +117,7 @@ class JobClient:
         on_drift: Optional[DriftCallback] = None,
         limiters: Optional[Limiters] = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_document_bytes: Optional[int] = None,
     ) -> None:
         self._settings = settings
         self._target = ci_target(settings)
@@ -126,6 +134,7 @@ class JobClient:
         self._policy = RetryPolicy(**policy_kwargs)
         self._limiter = limiters.get("ci") if limiters is not None else None
         self._max_body_bytes = max_body_bytes
+        self._max_document_bytes = max_document_bytes  # None: the normalizer's default (8 MiB)
         self._log = log.get_logger("cijobs.ci_client")
         for warning in settings.alias_warnings():  # once per container: the client is built at cold start
             self._log.warning("settings.alias", message=warning)
@@ -152,11 +161,21 @@ class JobClient:
         groups = batches(valid)
         workers = min(self._settings.ci_concurrency, len(groups))
         if workers <= 1:
-            outcomes = [self._run_batch(g, signer, deadline) for g in groups]
+            nested = [self._run_split(g, signer, deadline) for g in groups]
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ci-query") as pool:
-                outcomes = list(pool.map(lambda g: self._run_batch(g, signer, deadline), groups))
-        return self._merge(valid, outcomes, result)
+                nested = list(pool.map(lambda g: self._run_split(g, signer, deadline), groups))
+        return self._merge(valid, [o for outcomes in nested for o in outcomes], result)
+
+    # ------------------------------------------------------------------ oversized answers
+    def _run_split(self, ids: list[str], signer: CosSigner, deadline: Deadline) -> list[_BatchOutcome]:
+        """One batch; an answer too large for the batch is asked again in halves (down to single IDs)."""
+        outcome = self._run_batch(ids, signer, deadline)
+        if outcome.error is None or outcome.error.code != DOCUMENT_TOO_LARGE or len(ids) == 1:
+            return [outcome]
+        half = (len(ids) + 1) // 2
+        self._log.info("ci.batch_split", batch_size=len(ids), first_id=ids[0], error=outcome.error.message[:200])
+        return self._run_split(ids[:half], signer, deadline) + self._run_split(ids[half:], signer, deadline)
 
     # ------------------------------------------------------------------ one batch
     def _run_batch(self, ids: list[str], signer: CosSigner, deadline: Deadline) -> _BatchOutcome:
@@ -175,6 +194,10 @@ class JobClient:
             try:
                 document = self._normalizer()(reply.body)
             except (ValueError, SyntaxError) as exc:
+                if _is_size_error(exc):  # depends on the batch: _run_split asks again in halves
+                    what = "the job's" if len(ids) == 1 else f"the {len(ids)} jobs'"
+                    raise Refused(DOCUMENT_TOO_LARGE, f"{what} answer is {len(reply.body)} bytes and was refused: "
+                                  f"{exc}", request_id, failures.FINAL) from None
                 raise Refused(failures.MALFORMED_RESPONSE, f"unexpected response body: {type(exc).__name__}",
                               request_id,
                               failures.FINAL if _is_permanent_body_error(exc) else failures.TRANSIENT) from None
@@ -197,7 +220,11 @@ class JobClient:
 
             from .normalize import normalize_document
 
-            self._normalize = partial(normalize_document, on_drift=self._on_drift)
+            if self._max_document_bytes is None:
+                self._normalize = partial(normalize_document, on_drift=self._on_drift)
+            else:
+                self._normalize = partial(normalize_document, on_drift=self._on_drift,
+                                          max_bytes=self._max_document_bytes)
         return self._normalize
 
     # ------------------------------------------------------------------ merge
@@ -249,3 +276,12 @@ def _is_permanent_body_error(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - normalizer not installed
         return False
     return isinstance(exc, (ForbiddenXMLError, LimitExceededError))
+
+
+def _is_size_error(exc: BaseException) -> bool:
+    """Over the document size or element limit: what a smaller batch may not be."""
+    try:
+        from .normalize.errors import DocumentTooLargeError  # TooManyElementsError is one
+    except ImportError:  # pragma: no cover - normalizer not installed
+        return False
+    return isinstance(exc, DocumentTooLargeError)

@@ -18,12 +18,13 @@ import requests
 from ..cmq_client import ApiCmqClient, CmqClient, DataflowCmqClient
 from ..cos import CosClient, CredentialsSource
 from ..deadline import Deadline
+from ..log import get_logger
 from ..models import Job, WriteResult
 from ..ratelimit import Limiters
 from ..settings import Settings
 from ..store import FileLocation, InvalidKeyError, ObjectStore, StoreError, open_store
 from ..targets import CmqTarget, WebhookTarget
-from .base import KeyLayout, Sink, SinkConfigError, canonical_json, combine, job_fields, refuse
+from .base import KeyLayout, Sink, SinkConfigError, canonical_json, combine, job_fields, not_confirmed, refuse
 from .cmq import CmqSink
 from .objects import ObjectSink
 from .webhook import WebhookSink, new_webhook_session
@@ -47,16 +48,34 @@ __all__ = [
 
 
 class MultiSink:
-    """Writes every job to every sink; one combined :class:`WriteResult` per job."""
+    """Writes every job to every sink; one combined :class:`WriteResult` per job.
+
+    A sink that raises (or answers with the wrong number of results) fails only its own part: each job
+    gets ``WriteNotConfirmed`` (retryable) from that sink, and the other sinks still run."""
 
     def __init__(self, sinks: Sequence[Sink]) -> None:
         if not sinks:
             raise SinkConfigError("RESULT_SINK names no sink")
         self.sinks = list(sinks)
         self.name = ",".join(s.name for s in self.sinks)
+        self._log = get_logger("cijobs.sinks")
+
+    def _write_to(self, sink: Sink, jobs: Sequence[Job], deadline: Optional[Deadline]) -> list[WriteResult]:
+        try:
+            results = list(sink.write(jobs, deadline))
+            if len(results) != len(jobs):
+                raise RuntimeError(f"{len(results)} results for {len(jobs)} jobs")
+            return results
+        except Exception as exc:
+            self._log.error("sink_raised", sink=sink.name, jobs=len(jobs), error_type=type(exc).__name__)
+            out = []
+            for job in jobs:
+                job_id, state, _tag = job_fields(job)
+                out.append(not_confirmed(job_id, state, sink.name, exc))
+            return out
 
     def write(self, jobs: Sequence[Job], deadline: Optional[Deadline] = None) -> list[WriteResult]:
-        per_sink = [(s.name, s.write(jobs, deadline)) for s in self.sinks]
+        per_sink = [(s.name, self._write_to(s, jobs, deadline)) for s in self.sinks]
         out = []
         for i, job in enumerate(jobs):
             job_id, state, _tag = job_fields(job)

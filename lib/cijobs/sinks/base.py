@@ -1,4 +1,10 @@
-"""What every sink shares: the ``WriteResult``, the ``Sink`` protocol, the canonical body and the key layout."""
+"""What every sink shares: the ``WriteResult``, the ``Sink`` protocol, the canonical body and the key layout.
+
+One bad job fails alone: a job that cannot be serialized (e.g. a string holding a lone surrogate, which
+UTF-8 cannot encode) or keyed becomes that job's failed result (``InvalidJob`` / ``InvalidKey``, not
+retryable), and an unexpected exception while writing one job becomes that job's ``WriteNotConfirmed``
+(retryable: the write may or may not have happened); the batch's other jobs are written as usual.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import json
 import re
 import string
 from collections.abc import Sequence
-from typing import Optional, Protocol
+from typing import Optional, Protocol, Union
 
 from ..deadline import Deadline
 from ..errors import SettingsError
@@ -15,6 +21,8 @@ from ..models import TERMINAL_STATES, ErrorInfo, Job, WriteResult
 from ..store.keys import InvalidKeyError, validate_key
 from ..targets import PENDING_DIR
 
+INVALID_JOB = "InvalidJob"  # the job cannot be written anywhere (no usable JobId, not serializable): final
+WRITE_NOT_CONFIRMED = "WriteNotConfirmed"  # the sink raised: whether it wrote is unknown (retryable)
 UNKNOWN_TAG = "Unknown"
 TEMPLATE_FIELDS = frozenset({"prefix", "Tag", "JobId", "State"})
 DEFAULT_TEMPLATE = "{prefix}/{Tag}/{JobId}.json"
@@ -38,6 +46,22 @@ class SinkConfigError(SettingsError):
 def canonical_json(job: Job) -> bytes:
     """The same job always gives the same bytes (sorted keys, no spaces, UTF-8)."""
     return json.dumps(job, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def serialize(job: Job, job_id: str, state: Optional[str]) -> Union[bytes, WriteResult]:
+    """``canonical_json(job)``, or the job's ``InvalidJob`` failure when it cannot be serialized."""
+    try:
+        return canonical_json(job)
+    except (ValueError, TypeError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+        return WriteResult.failed(job_id, state, INVALID_JOB,
+                                  f"the job cannot be serialized as UTF-8 JSON ({type(exc).__name__}: "
+                                  f"{ascii(str(exc))[1:-1][:200]})", retryable=False)
+
+
+def not_confirmed(job_id: str, state: Optional[str], sink: str, exc: BaseException) -> WriteResult:
+    """The result of a job whose write raised unexpectedly (``WriteNotConfirmed``, retryable)."""
+    return WriteResult.failed(job_id, state, WRITE_NOT_CONFIRMED,
+                              f"{sink}: the write raised {type(exc).__name__}; not confirmed", retryable=True)
 
 
 def sha256_hex(body: bytes) -> str:
@@ -65,7 +89,7 @@ def refuse(job: Job) -> Optional[WriteResult]:
     """A failure result for a job no sink may write (no usable JobId, or not terminal), else None."""
     job_id, state, _tag = job_fields(job)
     if not job_id or not _SEGMENT_RE.match(job_id):
-        return WriteResult.failed(job_id, state, "InvalidJob", "job has no usable JobId", retryable=False)
+        return WriteResult.failed(job_id, state, INVALID_JOB, "job has no usable JobId", retryable=False)
     if state not in TERMINAL_STATES:
         return WriteResult.failed(
             job_id, state, "NotTerminal",

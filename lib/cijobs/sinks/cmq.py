@@ -27,7 +27,7 @@ from ..log import get_logger
 from ..models import Job, WriteResult
 from ..store import ObjectStore, StoreError
 from ..targets import CmqTarget
-from .base import canonical_json, job_fields, key_segment, refuse, sha256_hex
+from .base import job_fields, key_segment, not_confirmed, refuse, serialize, sha256_hex
 
 
 @dataclass(frozen=True)
@@ -85,17 +85,24 @@ class CmqSink:
     def _message(self, index: int, job: Job, deadline: Deadline) -> Any:
         job_id, state, _tag = job_fields(job)
         assert state is not None
+        body_bytes = serialize(job, job_id, state)
+        if isinstance(body_bytes, WriteResult):  # not serializable: this job fails alone
+            self._log.warning("cmq_message_refused", job_id=job_id,
+                              error=body_bytes.error.message if body_bytes.error else None)
+            return body_bytes
         try:
-            return self._build(index, job, job_id, state, deadline)
+            return self._build(index, job, job_id, state, body_bytes, deadline)
         except ValueError as exc:  # InvalidKeyError or another bad value: this job fails alone, not the round
-            self._log.warning("cmq_message_refused", job_id=job_id, error=str(exc)[:200])
-            return WriteResult.failed(job_id, state, "InvalidKey", str(exc), retryable=False)
+            self._log.warning("cmq_message_refused", job_id=job_id, error=ascii(str(exc))[1:-1][:200])
+            return WriteResult.failed(job_id, state, "InvalidKey", ascii(str(exc))[1:-1][:300], retryable=False)
+        except Exception as exc:  # the claim-check store raised unexpectedly: this job only
+            self._log.error("cmq_message_raised", job_id=job_id, error_type=type(exc).__name__)
+            return not_confirmed(job_id, state, self.name, exc)
 
-    def _build(self, index: int, job: Job, job_id: str, state: str, deadline: Deadline) -> Any:
+    def _build(self, index: int, job: Job, job_id: str, state: str, body_bytes: bytes, deadline: Deadline) -> Any:
         # The claim-check key and metadata use the Tag only when it is a safe key segment (any other
         # Tag, e.g. "..", "a/b" or non-ASCII, is stored under the unknown-tag name); the message keeps the raw Tag.
         tag = key_segment(job_fields(job)[2])
-        body_bytes = canonical_json(job)
         tags = topic_tags(job) if self.target.kind == "topic" else ()
         if len(body_bytes) <= self.claim_check_bytes:
             return _Message(index, job_id, state, body_bytes.decode("utf-8"), len(body_bytes), tags)
@@ -145,4 +152,7 @@ class CmqSink:
             self._log.warning("cmq_send_failed", target=self.name, jobs=len(batch), code=exc.code,
                               retryable=exc.retryable)
             return [WriteResult.from_error(m.job_id, m.state, exc.to_error_info(), exc.retryable) for m in batch]
+        except Exception as exc:  # unexpected: this batch's messages are not confirmed, the other batches go on
+            self._log.error("cmq_send_raised", target=self.name, jobs=len(batch), error_type=type(exc).__name__)
+            return [not_confirmed(m.job_id, m.state, self.name, exc) for m in batch]
         return [WriteResult.written(m.job_id, m.state) for m in batch]

@@ -32,7 +32,7 @@ from ..deadline import Deadline
 from ..log import get_logger
 from ..models import Job, WriteResult
 from ..store import InvalidKeyError, ObjectStore, StoredObject, StoreError
-from .base import KeyLayout, canonical_json, job_fields, refuse, sha256_hex
+from .base import KeyLayout, canonical_json, job_fields, not_confirmed, refuse, serialize, sha256_hex
 
 CONTENT_TYPE = "application/json"
 INDEX_DIR = "_index"
@@ -72,10 +72,15 @@ class ObjectSink:
             return list(pool.map(lambda j: self._write_one(j, deadline), jobs))
 
     def _write_one(self, job: Job, deadline: Deadline) -> WriteResult:
-        result = self._write_result(job, deadline)
-        if not self.index or not result.ok:
-            return result
-        return self._write_index(job, result, deadline) or result
+        try:
+            result = self._write_result(job, deadline)
+            if not self.index or not result.ok:
+                return result
+            return self._write_index(job, result, deadline) or result
+        except Exception as exc:  # one job's surprise is that job's result, never the batch's
+            job_id, state, _tag = job_fields(job)
+            self._log.error("result_write_raised", job_id=job_id, sink=self.name, error_type=type(exc).__name__)
+            return not_confirmed(job_id, state, self.name, exc)
 
     def _write_index(self, job: Job, result: WriteResult, deadline: Deadline) -> Optional[WriteResult]:
         """The job's daily index entry (created if absent); a failed WriteResult when it cannot be written."""
@@ -103,7 +108,11 @@ class ObjectSink:
             key = self.layout.render(self.store.prefix, job_id, state, tag)
         except InvalidKeyError as exc:
             return WriteResult.failed(job_id, state, "InvalidKey", str(exc), retryable=False)
-        body = canonical_json(job)
+        body = serialize(job, job_id, state)
+        if isinstance(body, WriteResult):
+            self._log.warning("result_refused", job_id=job_id, sink=self.name,
+                              error=body.error.message if body.error else None)
+            return body
         digest = sha256_hex(body)
         meta = {"jobid": job_id, "tag": tag, "state": state, "sha256": digest}
         for _ in range(3):  # the existing object may vanish between 409 and HEAD: try again

@@ -42,7 +42,7 @@ from ..ratelimit import FixedLimiter, RateLimiter, retry_after_seconds
 from ..store import ObjectStore, StoreError
 from ..targets import WebhookTarget
 from ..webhook_signature import sign
-from .base import canonical_json, job_fields, key_segment, refuse, sha256_hex
+from .base import canonical_json, job_fields, key_segment, not_confirmed, refuse, serialize, sha256_hex
 
 EVENT = "job.finished"
 USER_AGENT = f"cijobs/{__version__}"
@@ -149,19 +149,23 @@ class WebhookSink:
                 continue
             job_id, state, _tag = job_fields(job)
             assert state is not None
-            body = self._body(job, job_id, state, deadline)
+            try:
+                body = self._body(job, job_id, state, deadline)
+            except Exception as exc:  # the claim-check store raised unexpectedly: this job only
+                self._log.error("webhook_body_raised", sink=self.name, job_id=job_id, error_type=type(exc).__name__)
+                body = not_confirmed(job_id, state, self.name, exc)
             if isinstance(body, WriteResult):
                 results[i] = body
             else:
                 work.append((i, job_id, state, body))
         if len(work) == 1 or self.concurrency == 1:
             for i, job_id, state, body in work:
-                results[i] = self._deliver(job_id, state, body, deadline)
+                results[i] = self._deliver_one(job_id, state, body, deadline)
         elif work:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(work)),
                                     thread_name_prefix="cijobs-webhook") as pool:
                 # each task runs in a copy of the caller's context: its log lines keep the invocation's fields
-                futures = [(i, pool.submit(contextvars.copy_context().run, self._deliver, job_id, state, body,
+                futures = [(i, pool.submit(contextvars.copy_context().run, self._deliver_one, job_id, state, body,
                                            deadline))
                            for i, job_id, state, body in work]
                 for i, fut in futures:
@@ -172,7 +176,11 @@ class WebhookSink:
 
     # -- body --------------------------------------------------------------------------------------
     def _body(self, job: Job, job_id: str, state: str, deadline: Deadline) -> Union[bytes, WriteResult]:
-        body = canonical_json(job)
+        body = serialize(job, job_id, state)
+        if isinstance(body, WriteResult):  # not serializable: this job fails alone
+            self._log.warning("webhook_body_refused", sink=self.name, job_id=job_id,
+                              error=body.error.message if body.error else None)
+            return body
         if len(body) <= self.max_bytes:
             return body
         if self.claim_store is None:
@@ -209,6 +217,13 @@ class WebhookSink:
     def _backoff(self, attempt: int) -> float:
         with self._rng_lock:
             return self._rng.uniform(0.0, min(MAX_DELAY_S, BASE_DELAY_S * (2 ** (attempt - 1))))
+
+    def _deliver_one(self, job_id: str, state: str, body: bytes, deadline: Deadline) -> WriteResult:
+        try:
+            return self._deliver(job_id, state, body, deadline)
+        except Exception as exc:  # one delivery's surprise is that job's result, never the batch's
+            self._log.error("webhook_delivery_raised", sink=self.name, job_id=job_id, error_type=type(exc).__name__)
+            return not_confirmed(job_id, state, self.name, exc)
 
     def _deliver(self, job_id: str, state: str, body: bytes, deadline: Deadline) -> WriteResult:
         delivery_id = f"{job_id}.{state}"
