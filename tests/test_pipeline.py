@@ -357,3 +357,12 @@ def test_permanent_failure_of_a_registered_id_follows_the_age_rule(age_s, answer
     assert registry.removed == removed
     if removed:
         assert "InvalidParameter" in (o.message or "")
+
+
+def test_a_registered_job_too_large_to_fetch_fails_and_leaves_the_registry():
+    p, ci, _sink, pending, _ = make({JOB_A: "Success", JOB_B: "Running"})
+    p.track([JOB_A, JOB_B], "http")
+    ci.fail = {JOB_A: ("DocumentTooLarge", False)}
+    out = p.tick(Deadline.never())
+    assert out.by_id[JOB_A].status == "failed" and not out.by_id[JOB_A].retryable
+    assert set(pending.entries) == {JOB_B}  # not queried (and split) again on every tick

@@ -336,5 +336,5 @@ class TickSweep:
         report = sweep(self.tags, self.queues, self.cursors, self.lister, write_terminal, park,
                        deadline=run.deadline, since=resolve_since(self.since, self.now(), self.lookback_s),
                        max_pages=self.max_pages, settle_s=self.settle_s,
-                       reserve_s=max(1.0, run.pipeline.park_s * 2), now=self.now)
+                       reserve_s=max(1.0, run.park_s * 2), now=self.now)
         run.out.discovery = report.as_dict()

@@ -69,6 +69,7 @@ class PendingStore:
         self.store = store
         self._concurrency = max(1, concurrency)
         self._clock = clock
+        self._marker: Optional[str] = None  # where the next bounded listing starts (None: read it)
         self._log = get_logger("cijobs.pending")
 
     def key(self, job_id: str) -> str:
@@ -188,19 +189,25 @@ class PendingStore:
                 resume: bool = True) -> PendingListing:
         """Up to ``limit`` entries, oldest ``FirstSeen`` first, each with its ``answered`` flag.
 
-        With ``resume`` the listing starts where the previous bounded listing stopped (``.list-marker``)
-        and moves the marker on; ``complete`` is True only when the whole registry was listed in this
-        call. The deadline stops the listing early (what was listed is returned, ``complete`` False).
+        With ``resume`` the listing starts where the previous bounded listing stopped (``.list-marker``,
+        remembered by a warm container) and moves the marker on; ``complete`` is True only when the whole
+        registry was listed in this call. The entries and their ``.answered`` markers are listed at the
+        same time (one round trip, not two). The deadline stops the listing early (what was listed is
+        returned, ``complete`` False).
         """
-        start = self._read_marker(deadline) if resume else ""
-        try:
-            listed, more = self.store.list_page(self.list_prefix, start, limit, deadline)
-        except StoreError as exc:
-            raise PendingError(exc.code, exc.message, exc.retryable) from None
+        start = self._start_key(deadline) if resume else ""
+        start_id = start[len(self.list_prefix):-len(SUFFIX)] if start.endswith(SUFFIX) else ""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            markers = pool.submit(self._list_answered, start_id, limit, deadline)
+            try:
+                listed, more = self.store.list_page(self.list_prefix, start, limit, deadline)
+            except StoreError as exc:
+                raise PendingError(exc.code, exc.message, exc.retryable) from None
+            answered_ids, answered_more = markers.result()
         found = self._ids(listed, self.list_prefix, SUFFIX)
         if resume:
             self._write_marker(listed[-1].key if more and listed else "", start, deadline)
-        answered = self._answered(found, deadline)
+        answered = _flags(found, answered_ids, answered_more)
         entries: list[PendingEntry] = []
         unknown: list[str] = []
         for job_id, modified in found:
@@ -220,24 +227,23 @@ class PendingStore:
         entries.sort(key=lambda e: (e.first_seen, e.job_id))
         return PendingListing(entries, complete=not more and not start)
 
-    def _answered(self, found: list[tuple[str, Optional[float]]], deadline: Optional[Deadline]) -> dict[str, bool]:
-        """``{JobId: has a marker}`` for the listed IDs; IDs whose marker could not be checked are left out
-        (unknown: such an entry does not expire this tick)."""
-        if not found:
-            return {}
-        # Markers sort like the entries: list from just before the first listed ID (a strict prefix of
-        # its marker key sorts before it), about as many as were listed.
-        start = self.answered_key(found[0][0])[:-1] if _usable_id(found[0][0]) else ""
+    def _list_answered(self, start_id: str, limit: int,
+                       deadline: Optional[Deadline]) -> tuple[Optional[set[str]], bool]:
+        """The IDs with an ``.answered`` marker from ``start_id`` on (markers sort like the entries), and
+        whether more remain; ``None`` when they could not be listed (unknown: no entry expires this tick)."""
+        start = self.store.key(ANSWERED_DIR, start_id) if start_id else ""
         try:
-            markers, more = self.store.list_page(self.answered_prefix, start, len(found) * 2 + 10, deadline)
+            markers, more = self.store.list_page(self.answered_prefix, start, limit + 10, deadline)
         except StoreError as exc:
             self._log.warning("pending_answered_list_failed", code=exc.code)
-            return {}
-        have = {job_id for job_id, _ in self._ids(markers, self.answered_prefix, "")}
-        if not more:
-            return {job_id: job_id in have for job_id, _ in found}
-        reached = max(have, default="")
-        return {job_id: job_id in have for job_id, _ in found if job_id <= reached}
+            return None, False
+        return {job_id for job_id, _ in self._ids(markers, self.answered_prefix, "")}, more
+
+    def _start_key(self, deadline: Optional[Deadline]) -> str:
+        """Where this listing starts: the marker this container wrote last, else the stored one."""
+        if self._marker is None:
+            self._marker = self._read_marker(deadline)
+        return self._marker
 
     def _read_marker(self, deadline: Optional[Deadline]) -> str:
         try:
@@ -250,12 +256,24 @@ class PendingStore:
         return key if key.startswith(self.list_prefix) else ""
 
     def _write_marker(self, key: str, previous: str, deadline: Optional[Deadline]) -> None:
+        self._marker = key
         if key == previous:
             return
         try:
             self.store.put(self.store.key(LIST_MARKER), key.encode("utf-8"), "text/plain", {}, deadline)
         except StoreError as exc:
             self._log.warning("pending_list_marker_failed", code=exc.code)
+
+
+def _flags(found: list[tuple[str, Optional[float]]], answered: Optional[set[str]],
+           more: bool) -> dict[str, bool]:
+    """``{JobId: has a marker}`` for the listed IDs; an ID whose marker was not reached is left out."""
+    if answered is None:
+        return {}
+    if not more:
+        return {job_id: job_id in answered for job_id, _ in found}
+    reached = max(answered, default="")
+    return {job_id: job_id in answered for job_id, _ in found if job_id <= reached}
 
 
 def _usable_id(job_id: str) -> bool:

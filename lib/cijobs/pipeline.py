@@ -25,6 +25,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
@@ -45,6 +46,9 @@ PENDING_STORE_FAILED = "PendingStoreFailed"
 TRACKED = "Tracked"
 
 ROUND_WAVES = 8  # a round is this many waves of CI_CONCURRENCY requests of 10 IDs
+# Final failures no later query can change (a job whose document is over the size limit): a registered
+# job that fails so leaves the registry instead of being queried, and failing, on every tick.
+NEVER_BETTER = frozenset({"DocumentTooLarge"})
 
 # The configuration class: failures that no retry fixes, only the operator (nothing is lost: their
 # jobs are parked). Codes as the service clients report them.
@@ -214,7 +218,6 @@ class Pipeline:
         self.adaptive = chunk_size is None
         self.sweep = sweep  # the discovery sweep a tick runs first (None: discovery off)
         self.rate = rate  # CI requests per second the rate limiter allows now (None: no pacing)
-        self.park_s = 0.0  # the longest registry write seen (one parallel add), reserved before a round
         self.log = get_logger("cijobs.pipeline")
 
     def grace(self, deadline: Deadline) -> Deadline:
@@ -277,6 +280,7 @@ class Run:
     trusted: dict[str, Job] = field(default_factory=dict)
     out: Outcomes = field(default_factory=Outcomes)
     unfinished: set[str] = field(default_factory=set)  # IDs CI reported as not finished in this run
+    park_s: float = 0.0  # the longest registry write of this run (one parallel add), reserved before a round
 
     def __post_init__(self) -> None:
         self.grace = self.pipeline.grace(self.deadline)
@@ -342,8 +346,8 @@ class Run:
                 if math.isfinite(rate) and math.isfinite(left):
                     size = min(size, max(10, int(rate * left / 4) * 10))
             chunk = valid[start:start + size]
-            # keep time to park what this round leaves unfinished (measured: the longest registry write)
-            if self.deadline.remaining() <= pipeline.park_s:
+            # keep time to park what this round leaves unfinished (measured; parking may also use the grace)
+            if self.deadline.remaining() <= self.park_s - self.settings.deadline_margin_s / 2:
                 rest = valid[start:]
                 self.log.warning("deadline_reached", left=len(rest))
                 self.defer(rest, {}, DEADLINE, None)
@@ -466,6 +470,8 @@ class Run:
             self.out.set(Outcome(job_id, FAILED, self.source, state=state, reason=code, message=message,
                                  retryable=False))
         self.drop_expired(expired)
+        if code in NEVER_BETTER:  # asking again cannot help: reported failed, out of the registry
+            self.remove([i for i in ids if i in self.registered and i not in expired])
 
     def expire(self, job_id: str, state: Optional[str], now: float, last_error: Optional[str] = None) -> bool:
         """A registered job CI has reported as unfinished (now or before: its ``.answered`` marker) and
@@ -514,17 +520,23 @@ class Run:
         states = states or {}
         failed: dict[str, str] = {}
         started = time.monotonic()
-        try:
-            for f in self.pipeline.pending.add(ids, now=self.pipeline.clock(), source=self.source,
-                                               deadline=self.grace):
-                failed[f.job_id] = "{}: {}".format(*error_fields(f.error)) if f.error is not None else "add failed"
-        except Exception as exc:
-            failed = dict.fromkeys(ids, "{}: {}".format(*error_fields(exc)))
-        self.pipeline.park_s = max(self.pipeline.park_s, time.monotonic() - started)
-        if reason == NOT_FINISHED:  # CI answered for these: the marker lets them expire one day
-            marks = [i for i in ids if i not in failed]
-            if marks and self.pipeline.pending.mark_answered(marks, self.grace):
-                self.log.warning("pending_mark_answered_failed", count=len(marks))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # CI answered for these (NotFinished): the marker that lets them expire one day, at the same time
+            marks = pool.submit(self.pipeline.pending.mark_answered, ids, self.grace) \
+                if reason == NOT_FINISHED else None
+            try:
+                for f in self.pipeline.pending.add(ids, now=self.pipeline.clock(), source=self.source,
+                                                   deadline=self.grace):
+                    failed[f.job_id] = ("{}: {}".format(*error_fields(f.error)) if f.error is not None
+                                        else "add failed")
+            except Exception as exc:
+                failed = dict.fromkeys(ids, "{}: {}".format(*error_fields(exc)))
+            try:
+                if marks is not None and marks.result():
+                    self.log.warning("pending_mark_answered_failed", count=len(ids))
+            except Exception as exc:  # a marker is only needed for expiry: the next tick makes it
+                self.log.warning("pending_mark_answered_failed", count=len(ids), error=str(exc))
+        self.park_s = max(self.park_s, time.monotonic() - started)
         for job_id in ids:
             state = states.get(job_id)
             if job_id in failed:
