@@ -7,7 +7,7 @@
 Phases:
 
 * ``cos`` (10,000 jobs + 300 unknown IDs) and ``cmq`` (2,000 jobs): the fault mix below, SCF limit 60 s.
-* ``slow-stores`` (``--slow-jobs``, default 200 + 13 unknown, at most ``--slow-ticks`` 12 ticks): every COS
+* ``slow-stores`` (``--slow-jobs``, default 100 + 6 unknown, at most ``--slow-ticks`` 20 ticks): every COS
   request (results and the pending registry) answered ``--slow-cos-ms`` (2,000 ms) late, SCF limit 10 s:
   every invocation must return before its time limit (``max overrun`` = the longest invocation minus the
   limit, measured around the call: must be <= 0).
@@ -454,10 +454,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--jobs", type=int, default=10_000, help="jobs in the COS phase (default 10000)")
     p.add_argument("--unknown", type=int, default=300, help="IDs unknown to CI (default 300)")
     p.add_argument("--cmq-jobs", type=int, default=2_000, help="jobs in the CMQ phase (0 = skip; default 2000)")
-    p.add_argument("--slow-jobs", type=int, default=200, help="jobs in the slow-stores phase (default 200)")
+    p.add_argument("--slow-jobs", type=int, default=100, help="jobs in the slow-stores phase (default 100)")
     p.add_argument("--slow-cos-ms", type=float, default=SLOW_COS_MS,
                    help=f"slow-stores phase: COS latency (default {SLOW_COS_MS})")
-    p.add_argument("--slow-ticks", type=int, default=12, help="slow-stores phase: at most this many ticks")
+    p.add_argument("--slow-ticks", type=int, default=20, help="slow-stores phase: at most this many ticks")
     p.add_argument("--slow-register-fast", action="store_true",
                    help="slow-stores phase: register with fast stores, slow them down for the ticks only")
     p.add_argument("--capped-jobs", type=int, default=500, help="jobs in the rate-capped phase (default 500)")

@@ -90,7 +90,7 @@ class PendingStore:
     def answered_prefix(self) -> str:
         return self.store.key(ANSWERED_DIR) + "/"
 
-    def _map(self, fn: Callable[[str], Any], items: Sequence[str]) -> list[Any]:
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         if len(items) <= 1 or self._concurrency == 1:
             return [fn(i) for i in items]
         with ThreadPoolExecutor(max_workers=min(self._concurrency, len(items))) as pool:
@@ -132,19 +132,29 @@ class PendingStore:
         return [r for r in self._map(one, list(dict.fromkeys(job_ids))) if r is not None]
 
     def remove(self, job_ids: Iterable[str], deadline: Optional[Deadline] = None) -> list[WriteResult]:
-        """Forget jobs (entry and marker; absent is fine); returns the failures."""
-        def one(job_id: str) -> Optional[WriteResult]:
+        """Forget jobs: entry and marker, all deleted in parallel (absent is fine); returns the failures."""
+        ids = list(dict.fromkeys(job_ids))
+        keys: list[tuple[str, str]] = []
+        failures: dict[str, WriteResult] = {}
+        for job_id in ids:
             try:
-                self.store.delete(self.key(job_id), deadline)
-                self.store.delete(self.answered_key(job_id), deadline)
+                keys += [(job_id, self.key(job_id)), (job_id, self.answered_key(job_id))]
             except ValueError as exc:
-                return WriteResult.failed(job_id, None, "InvalidJobId", str(exc), retryable=False)
+                failures[job_id] = WriteResult.failed(job_id, None, "InvalidJobId", str(exc), retryable=False)
+
+        def one(item: tuple[str, str]) -> Optional[WriteResult]:
+            job_id, key = item
+            try:
+                self.store.delete(key, deadline)
             except StoreError as exc:
                 self._log.debug("pending_remove_failed", job_id=job_id, code=exc.code, retryable=exc.retryable)
                 return WriteResult.from_error(job_id, None, exc.to_error_info(), exc.retryable)
             return None
 
-        return [r for r in self._map(one, list(dict.fromkeys(job_ids))) if r is not None]
+        for r in self._map(one, keys):
+            if r is not None:
+                failures.setdefault(r.job_id, r)
+        return [failures[i] for i in ids if i in failures]
 
     # -- reads ------------------------------------------------------------------------------------
     def get(self, job_id: str, deadline: Optional[Deadline] = None) -> Optional[PendingEntry]:
