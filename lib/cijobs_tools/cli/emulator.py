@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "503 SlowDown or 429 RequestLimitExceeded, half with Retry-After: 1")
     parser.add_argument("--cos-max-rps", type=_positive, default=None,
                         help="the same cap on the COS side")
+    parser.add_argument("--no-retry-after", action="store_true",
+                        help="throttle answers (--max-rps, --cos-max-rps) never carry Retry-After")
     parser.add_argument("--auto-jobs", action="store_true",
                         help="every well-formed job ID exists as a Success job (except IDs starting with jnone)")
     parser.add_argument("--pretty-xml", action="store_true",
@@ -97,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             secret_id=args.secret_id, secret_key=args.secret_key, token=args.token, latency_ms=args.latency_ms,
             fail_rate=args.fail_rate, seed=args.seed, auto_jobs=args.auto_jobs, pretty_xml=args.pretty_xml,
             host=args.host, port=args.port, max_rps=args.max_rps, cos_max_rps=args.cos_max_rps,
+            throttle_retry_after=not args.no_retry_after,
             **faults,
         )
         emu.ci.list_bounds = args.list_bounds

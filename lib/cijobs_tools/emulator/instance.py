@@ -48,6 +48,7 @@ class Emulator:
         max_rps: Optional[float] = None,
         cos_max_rps: Optional[float] = None,
         throttle_clock: Callable[[], float] = time.monotonic,
+        throttle_retry_after: bool = True,
         **faults: float,
     ) -> None:
         self.keys = KeyRing()
@@ -63,6 +64,8 @@ class Emulator:
         self.control = Control(self)
         # per-account request caps: CI side (--max-rps) and COS side (--cos-max-rps); None = no cap
         self.limits = {"ci": Buckets(max_rps, throttle_clock), "cos": Buckets(cos_max_rps, throttle_clock)}
+        # False: no throttle answer carries Retry-After (default: half of them say Retry-After: 1)
+        self.throttle_retry_after = throttle_retry_after
         self.stats: dict[str, int] = {}
         self._stats_lock = threading.Lock()
         self._host = host
@@ -188,7 +191,8 @@ class Emulator:
         buckets = self.limits.get(side)
         if buckets is None or buckets.take(account_of(req)):
             return None
-        status, code, message, retry_after = self.faults.choice(list(THROTTLE_ANSWERS))
+        answers = [a for a in THROTTLE_ANSWERS if self.throttle_retry_after or not a[3]]
+        status, code, message, retry_after = self.faults.choice(answers)
         resp = error_response(side, status, code, message, self.ids, head_only=req.method == "HEAD")
         if retry_after:
             resp.headers["Retry-After"] = "1"

@@ -5,7 +5,8 @@ Authorization, read without verifying it: the cap is checked on arrival, before
 anything else). A bucket refills at ``R`` tokens/s and holds ``R * BURST_S`` (at
 least 1). A request that finds no token is answered, after the usual latency, with
 ``503 SlowDown`` or ``429 RequestLimitExceeded`` (equal odds), half of them with
-``Retry-After: 1``, chosen by the emulator's seeded generator like the other faults.
+``Retry-After: 1`` (none with ``Emulator(throttle_retry_after=False)`` / ``--no-retry-after``), chosen by
+the emulator's seeded generator like the other faults.
 """
 
 from __future__ import annotations
