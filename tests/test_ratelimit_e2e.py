@@ -100,8 +100,6 @@ def test_cijobs_query_at_a_cap_answers_every_id(emu: Emulator, capsys: pytest.Ca
     assert ci_requests(emu) <= 2.5 * ideal, f"{ci_requests(emu)} requests for {ideal} batches"
 
 
-@pytest.mark.xfail(strict=True, reason="cijobs query builds its JobClient without Limiters "
-                   "(lib/cijobs_tools/cli/query.py), so nothing paces it: ~1.6 x ideal requests at a cap")
 def test_cijobs_query_at_a_cap_sends_at_most_1_3_x_the_ideal_requests(
         emu: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
     wanted = ids(600, offset=50_000)

@@ -169,9 +169,12 @@ def call(
             return failure.value  # type: ignore[no-any-return]
         last = failure
         if failure.failure_class == failures.THROTTLE and deadline.remaining() != float("inf"):
-            wait = 0.0 if limiter is not None and failure.retry_after_s is not None else (
-                min(failure.retry_after_s, MAX_RETRY_AFTER_S) if failure.retry_after_s is not None
-                else policy.delay(sent))
+            if failure.retry_after_s is None:
+                wait = policy.delay(sent)
+            elif limiter is not None and limiter.honours_retry_after:
+                wait = 0.0  # the limiter pauses admission for it (once per cut, for every request)
+            else:
+                wait = min(failure.retry_after_s, MAX_RETRY_AFTER_S)
             if wait >= deadline.remaining():
                 raise make_error(failure)
             _log.debug("http.retry", service=service.name, code=failure.code, status=failure.status,

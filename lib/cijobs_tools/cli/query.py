@@ -133,8 +133,10 @@ def run(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -
     from cijobs.ci_client import JobClient
 
     try:
+        from cijobs.app import build_limiters
+
         client = JobClient(settings, credentials=lambda: creds, redactor=redactor,
-                           on_drift=log.schema_drift_reporter())
+                           on_drift=log.schema_drift_reporter(), limiters=build_limiters(settings))
     except SettingsError as exc:
         return fail(name_flags(str(exc), given))
     bad = set(invalid)
