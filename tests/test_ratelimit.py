@@ -432,25 +432,3 @@ def test_three_clients_share_fairly_when_the_server_also_sends_retry_after() -> 
     for g in good:
         assert abs(g - sum(good) / 3) <= 0.25 * sum(good) / 3, good
 
-
-def test_the_first_cut_after_an_unpaced_burst_starts_from_what_the_server_delivered() -> None:
-    clock = FakeClock(0.0)
-    lim = AdaptiveRateLimiter(clock=clock, sleep=clock.sleep)  # no pacing until the first throttle
-    for _ in range(64):  # a burst of 64 requests at once; the server lets 4 through in the first 0.2 s
-        assert lim.acquire()
-    clock.sleep(0.2)
-    for _ in range(4):
-        lim.on_success()
-    lim.on_throttle()
-    assert lim.rate == pytest.approx(0.7 * 4 / 0.2)  # 14/s, not 0.7 x the burst's send rate
-
-
-def test_one_retry_after_pause_per_cut() -> None:
-    clock = FakeClock(0.0)
-    lim = AdaptiveRateLimiter(100.0, clock=clock, sleep=clock.sleep)
-    lim.on_throttle(1.0)
-    t0 = clock()
-    lim.on_throttle(1.0)  # an answer to a request already in flight at the cut: the pause is not stretched
-    clock.sleep(0.05)
-    lim.on_throttle(1.0)
-    assert lim.acquire() and clock() == pytest.approx(t0 + 1.0)

@@ -109,9 +109,12 @@ class AdaptiveRateLimiter:
     """A CUBIC-paced FIFO admission schedule (see the module docstring). Thread-safe.
 
     ``clock`` (monotonic seconds) and ``sleep`` are injected so tests run on a fake clock.
-    """
 
-    honours_retry_after = True
+    ``pause_on_retry_after`` (default False): whether a throttle answer's ``Retry-After`` pauses every
+    admission of the instance. Off, the throttled request waits its own ``Retry-After`` (the call path
+    does that) and the cut paces the others: against a capped server, a whole-instance pause per answer
+    cost more wall time than it saved throttles (docs/performance.md, "Rate limiting").
+    """
 
     def __init__(
         self,
@@ -126,7 +129,9 @@ class AdaptiveRateLimiter:
         c: float = C,
         cut_interval_s: float = CUT_INTERVAL_S,
         min_rate: float = MIN_RATE,
+        pause_on_retry_after: bool = False,
     ) -> None:
+        self.honours_retry_after = pause_on_retry_after
         if max_rps is not None and max_rps <= 0:
             raise ValueError(f"max_rps must be > 0, got {max_rps}")
         if not 0 < beta < 1:
@@ -161,9 +166,6 @@ class AdaptiveRateLimiter:
         self._measured: Optional[float] = None
         self._throttled = 0
         self._admitted = 0
-        # answers that were not throttles since the last cut: their rate is what the server delivers
-        self._ok = 0
-        self._ok_since = now
 
     # -- read-only state -------------------------------------------------------------------------
     @property
@@ -255,7 +257,6 @@ class AdaptiveRateLimiter:
     def on_success(self) -> None:
         """An answer that was not a throttle: grow along the cubic curve (bounded by usage and the cap)."""
         with self._lock:
-            self._ok += 1
             if self._last_cut == -math.inf:
                 return  # never throttled: keep the start rate (only a cap applies, set at construction)
             t = self._clock() - self._epoch
@@ -274,10 +275,6 @@ class AdaptiveRateLimiter:
             if not self._pacing:  # the first throttle: pace from now on, starting from the measured pace
                 self._pacing = True
                 self._next_base = now - self._shift
-            if now - self._last_cut < self._cut_interval:
-                # an answer to a request already in flight at the last cut: no new information, and its
-                # Retry-After must not stretch the pause the cut already set (one pause per cut)
-                return
             if retry_after_s is not None and retry_after_s > 0:
                 until = now + min(retry_after_s, MAX_RETRY_AFTER_S)
                 if until > self._pause_until:
@@ -289,14 +286,9 @@ class AdaptiveRateLimiter:
                     self._window_count = 0
                     # and growth does not happen while we are told to wait
                     self._epoch = max(self._epoch, until)
-            w = self._rate if self._measured is None else min(self._rate, self._measured)
-            delivered_s = now - self._ok_since
-            if self._ok and delivered_s >= MEASURE_WINDOW_S / 4:
-                # what the server let through since the last cut: at a cap well below our pace (a first
-                # throttle after an unpaced burst) this is far closer to the cap than the send rate
-                w = min(w, max(self._ok / delivered_s, self._min))
-            w = max(self._min, w)
-            self._ok, self._ok_since = 0, now
+            if now - self._last_cut < self._cut_interval:
+                return
+            w = max(self._min, self._rate if self._measured is None else min(self._rate, self._measured))
             # fast convergence (CUBIC): throttled below the last peak means another client needs room,
             # so aim lower than where we were
             self._w_max = w * (1 + self._beta) / 2 if w < self._w_max else w

@@ -269,7 +269,7 @@ def _exchange_once(
         failure = error_from_answer(service, reply)
     if limiter is not None:
         if failure.failure_class == failures.THROTTLE:
-            limiter.on_throttle(failure.retry_after_s)
+            limiter.on_throttle(failure.retry_after_s if limiter.honours_retry_after else None)
         else:
             limiter.on_success()
     return failure
