@@ -65,7 +65,9 @@ def main() -> int:
 
     port = free_port()
     emu = start_emulator(port, SECRET_ID, SECRET_KEY, "--auto-jobs", "--latency-ms", str(args.latency_ms))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "TENCENTCLOUD_", "LOG_LEVEL"))}
+    # PYTHONDONTWRITEBYTECODE off: an installed command runs from cached bytecode, not recompiled each time
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CI_", "TENCENTCLOUD_", "LOG_LEVEL", "PYTHONDONTWRITEBYTECODE"))}
     env |= {"CI_ENDPOINT": f"http://127.0.0.1:{port}", "CI_BUCKET": BUCKET, "CI_REGION": REGION,
             "TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
             "PYTHONPATH": os.path.join(ROOT, "lib")}

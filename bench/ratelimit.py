@@ -3,7 +3,7 @@
 Not a test. Starts ``python -m cijobs_tools emulator --max-rps R --cos-max-rps RC --latency-ms L --auto-jobs``
 in its own process, then runs each scenario in separate worker processes (this script with ``--worker``),
 each one wired as ``cijobs.app.build_app`` wires a container: ``Settings.from_env`` (``RATE_MODE``,
-``CI_MAX_RPS``...), one ``Limiters`` from ``build_limiters``, one pooled session, ``JobClient.query`` (CI)
+``CI_MAX_RPS``...), one ``Limiters`` from ``limiters_for``, one pooled session, ``JobClient.query`` (CI)
 or the COS result sink built by ``build_sinks`` (COS), with ``Deadline(--deadline-s)``. The emulator's
 token bucket is per SecretId, so every worker shares one account cap, as SCF instances of one account do.
 
@@ -50,12 +50,12 @@ BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     from cijobs import log
-    from cijobs.app import build_limiters
     from cijobs.ci_client import JobClient
     from cijobs.cos import CosClient
     from cijobs.credentials import Credentials
     from cijobs.deadline import Deadline
     from cijobs.http import new_session
+    from cijobs.ratelimit import limiters_for
     from cijobs.settings import Settings
     from cijobs.sinks import build_sinks
 
@@ -67,7 +67,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     settings = Settings.from_env(env)
     log.configure("error", sys.stderr)
     creds = Credentials(SID, SKEY)
-    limiters = build_limiters(settings)
+    limiters = limiters_for(settings)
     session = new_session(settings.ci_concurrency)
     sent: list[tuple[float, int, bool]] = []
     lock = threading.Lock()

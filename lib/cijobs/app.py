@@ -20,7 +20,7 @@ from .deadline import Deadline
 from .events import AsyncEvent, EventError, HttpEvent, Limits, RecordResult, UnknownEventError, detect
 from .http import new_session
 from .pipeline import Outcomes, Pipeline, configuration_hint
-from .ratelimit import Limiters
+from .ratelimit import Limiters, limiters_for
 from .routes import Router, error
 from .settings import Settings, SettingsError
 
@@ -239,7 +239,7 @@ def build_app(
     # One pooled session (keep-alive) for CI, COS (results, claim checks, registry) and CMQ, and one rate
     # limiter per service for the container (warm invocations keep the pace they learnt).
     session = new_session(settings.ci_concurrency)
-    limiters = build_limiters(settings)
+    limiters = limiters_for(settings)
     client = JobClient(settings, credentials=credentials, session=session, redactor=redactor, on_drift=drift,
                        limiters=limiters)
     cos = CosClient(settings, credentials, session=session, limiters=limiters)
@@ -259,16 +259,6 @@ def build_app(
     pipeline = Pipeline(settings, client, sink, pending, sweep=sweep, rate=lambda: ci_limiter.rate)
     return App(settings, pipeline, env, redactor=redactor, on_drift=drift, limiters=limiters)
 
-
-def build_limiters(settings: Settings) -> Limiters:
-    """One adaptive (or fixed) rate limiter per service, capped by the *_MAX_RPS settings."""
-    caps: dict[str, Optional[float]] = {"ci": settings.ci_max_rps, "cos": settings.cos_max_rps,
-                                        "cmq": settings.cmq_max_rps}
-    for target in settings.result_sink:
-        host = getattr(target, "host", None)
-        if isinstance(host, str):
-            caps[f"webhook:{host}"] = settings.webhook_max_rps
-    return Limiters(settings.rate_mode, max_rps=caps, concurrency=settings.ci_concurrency)
 
 
 class ConfigurationError(RuntimeError):

@@ -65,7 +65,10 @@ import threading
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Callable, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, Union
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 BETA = 0.7  # multiplicative decrease: rate *= BETA on a throttle (CUBIC's and botocore's value)
 C = 4.0  # CUBIC growth constant, requests/s per s^3 (absolute: the same curve for every client -> fairness);
@@ -427,3 +430,14 @@ def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Op
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+def limiters_for(settings: Settings) -> Limiters:
+    """One adaptive (or fixed) rate limiter per service, capped by the *_MAX_RPS settings."""
+    caps: dict[str, Optional[float]] = {"ci": settings.ci_max_rps, "cos": settings.cos_max_rps,
+                                        "cmq": settings.cmq_max_rps}
+    for target in settings.result_sink:
+        host = getattr(target, "host", None)
+        if isinstance(host, str):
+            caps[f"webhook:{host}"] = settings.webhook_max_rps
+    return Limiters(settings.rate_mode, max_rps=caps, concurrency=settings.ci_concurrency)

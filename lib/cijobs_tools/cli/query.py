@@ -133,10 +133,10 @@ def run(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -
     from cijobs.ci_client import JobClient
 
     try:
-        from cijobs.app import build_limiters
+        from cijobs.ratelimit import limiters_for
 
         client = JobClient(settings, credentials=lambda: creds, redactor=redactor,
-                           on_drift=log.schema_drift_reporter(), limiters=build_limiters(settings))
+                           on_drift=log.schema_drift_reporter(), limiters=limiters_for(settings))
     except SettingsError as exc:
         return fail(name_flags(str(exc), given))
     bad = set(invalid)
