@@ -30,10 +30,13 @@ Algorithm (the idea of botocore's "adaptive" retry mode and of TCP CUBIC; the co
   fair (a larger client has a larger ``K`` and so spends longer below its old peak).
   Growth is further bounded by ``2 * measured`` (a client that does not use its rate
   does not inflate it) and by the hard cap ``max_rps``.
-* **Retry-After.** A throttle answer with ``Retry-After: s`` pauses admissions for
-  ``s`` seconds (at most ``MAX_RETRY_AFTER_S``): callers already waiting keep their
-  order and their spacing, shifted past the pause. Growth does not count the pause, and
-  the send-rate measurement restarts after it.
+* **Retry-After.** The call path makes the throttled request itself wait its
+  ``Retry-After`` (bounded by the deadline) and reports the throttle without it, so the
+  cut paces the other requests. With ``pause_on_retry_after=True``, ``on_throttle(s)`` instead
+  pauses every admission for ``s`` seconds (at most ``MAX_RETRY_AFTER_S``): callers already
+  waiting keep their order and spacing, shifted past the pause; growth does not count the
+  pause. Off by default: against a capped server that pause cost more wall time than it
+  saved throttles (docs/performance.md, "Rate limiting").
 * **No pacing until the first throttle** (as botocore's adaptive mode: its token bucket is
   enabled by the first throttling answer). Until then requests are admitted at once (the
   concurrency alone bounds them), unless a hard cap ``max_rps`` or an explicit ``start_rps``
