@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Optional, TypeVar
 
 import requests
@@ -163,8 +164,9 @@ def call(
                                              f"{host_port}: the pace would pass the deadline; not sent",
                                              failures.TRANSIENT))
         sent += 1
-        failure = _attempt(session, prepare, accept, sent, service, host_port, deadline, connect_timeout_s,
-                           read_timeout_s, limiter, max_body_bytes, log_fields)
+        failure = _logged(service, sent, log_fields, partial(
+            _exchange_once, session, prepare, accept, sent, service, host_port, deadline, connect_timeout_s,
+            read_timeout_s, limiter, max_body_bytes))
         if isinstance(failure, _Accepted):
             return failure.value  # type: ignore[no-any-return]
         last = failure
@@ -201,25 +203,12 @@ class _Accepted:
     value: Any
 
 
-def _attempt(
-    session: requests.Session,
-    prepare: Callable[[int], requests.PreparedRequest],
-    accept: Callable[[Reply], Any],
-    sent: int,
-    service: Service,
-    host_port: str,
-    deadline: Deadline,
-    connect_timeout_s: float,
-    read_timeout_s: float,
-    limiter: Optional[RateLimiter],
-    max_body_bytes: int,
-    log_fields: Optional[Mapping[str, Any]],
-) -> Any:
+def _logged(service: Service, sent: int, log_fields: Optional[Mapping[str, Any]], attempt: Callable[[], Any]) -> Any:
+    """Run one attempt and log it (debug): status, error code, duration."""
     started = time.monotonic()
     result: Any = None
     try:
-        result = _exchange_once(session, prepare, accept, sent, service, host_port, deadline, connect_timeout_s,
-                                read_timeout_s, limiter, max_body_bytes)
+        result = attempt()
         return result
     finally:
         error = result.code if isinstance(result, Failure) else None
