@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cijobs.ci_client import CIError
+from cijobs.ci_client import CIError, JobClient
 from cijobs.ci_list import (
     JobLister,
     ListQuery,
@@ -36,8 +36,8 @@ def emu() -> Iterator[Emulator]:
 
 
 def lister(emu: Emulator) -> JobLister:
-    return JobLister(Settings.from_env(emu.env()), lambda: Credentials(SID, SKEY), sleep=lambda s: None,
-                     rng=random.Random(1))
+    return JobLister(JobClient(Settings.from_env(emu.env()), lambda: Credentials(SID, SKEY), sleep=lambda s: None,
+                               rng=random.Random(1)))
 
 
 def test_time_format_and_encoding() -> None:

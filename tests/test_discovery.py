@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import pytest
 
-from cijobs.ci_client import CIError
+from cijobs.ci_client import CIError, JobClient
 from cijobs.ci_list import JobLister, ListPage, ListQuery, format_list_time
 from cijobs.credentials import Credentials
 from cijobs.deadline import Deadline
@@ -240,7 +240,7 @@ def test_sweeps_against_the_emulator(emu: Emulator, bounds: str) -> None:
                 for n, (t, s) in enumerate([("Transcode", "Running"), ("Snapshot", "Failed")] * 20)]
     catalog += [{"job_id": jid(999), "tag": "Transcode", "created": T0 - 1, "state": "Success"}]
     emu.load_catalog(catalog)
-    lister = JobLister(Settings.from_env(emu.env()), lambda: Credentials("AKIDtest", "test-secret-key"))
+    lister = JobLister(JobClient(Settings.from_env(emu.env()), lambda: Credentials("AKIDtest", "test-secret-key")))
     rec, mem = Recorder(), MemoryStore()
     for _ in range(8):
         sweep(["Transcode", "Snapshot"], [], CursorStore(mem), lister.list_page, rec.write, rec.park,

@@ -13,6 +13,7 @@ from typing import Optional
 
 import pytest
 
+from cijobs.ci_client import JobClient
 from cijobs.ci_list import JobLister, ListQuery, parse_job_time
 from cijobs.credentials import Credentials
 from cijobs.discovery_cursor import (
@@ -396,7 +397,7 @@ def test_cursor_over_the_emulator_listing(emu: Emulator, bounds: str) -> None:
     emu.ci.list_bounds = bounds
     emu.load_catalog([{"job_id": jid(n), "created": T0 + 5, "state": "Success"} for n in range(30)]
                      + [{"job_id": jid(100 + s), "created": T0 + s, "state": "Running"} for s in range(-2, 12)])
-    lister = JobLister(Settings.from_env(emu.env()), lambda: Credentials("AKIDtest", "test-secret-key"))
+    lister = JobLister(JobClient(Settings.from_env(emu.env()), lambda: Credentials("AKIDtest", "test-secret-key")))
     mem = MemoryStore()
     cs = CursorStore(mem)
     known = cs.advance("Transcode", None, None, P(T0))

@@ -251,7 +251,7 @@ def build_app(
         from .discovery import TickSweep
         from .discovery_cursor import CursorStore
 
-        lister = JobLister(settings, credentials, session=session, limiters=limiters, redactor=redactor)
+        lister = JobLister(client)
         sweep = TickSweep(settings.discover_tags, settings.discover_queue_ids, CursorStore(pending.store),
                           lister.list_page, since=settings.discover_since, lookback_s=settings.discover_lookback_s,
                           settle_s=settings.discover_settle_s, max_pages=settings.discover_max_pages)

@@ -20,10 +20,10 @@ security token cannot reach another host.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import requests
 
@@ -37,6 +37,8 @@ from .models import ErrorInfo, Job, JobFailure, QueryResult, ServiceError
 from .service_call import Failure, Refused, Service, call
 from .settings import Settings
 from .signing import CosSigner
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .normalize.drift import DriftCallback
@@ -154,10 +156,7 @@ class JobClient:
         result = QueryResult(invalid=invalid)
         if not valid:
             return result
-        creds = self._credentials()
-        if self._redactor is not None:
-            self._redactor.add(creds.secrets())
-        signer = CosSigner(creds, TOKEN_HEADER, clock=self._clock)
+        signer = self.signer()
         groups = batches(valid)
         workers = min(self._settings.ci_concurrency, len(groups))
         if workers <= 1:
@@ -177,22 +176,49 @@ class JobClient:
         self._log.info("ci.batch_split", batch_size=len(ids), first_id=ids[0], error=outcome.error.message[:200])
         return self._run_split(ids[:half], signer, deadline) + self._run_split(ids[half:], signer, deadline)
 
-    # ------------------------------------------------------------------ one batch
-    def _run_batch(self, ids: list[str], signer: CosSigner, deadline: Deadline) -> _BatchOutcome:
-        url = f"{self._target.base_url}/jobs/{','.join(ids)}"
+    # ------------------------------------------------------------------ one signed GET
+    def signer(self) -> CosSigner:
+        """A signer with the current credentials (registered with the log redactor)."""
+        creds = self._credentials()
+        if self._redactor is not None:
+            self._redactor.add(creds.secrets())
+        return CosSigner(creds, TOKEN_HEADER, clock=self._clock)
+
+    def signed_get(self, path: str, accept: Callable[[Reply, int], T], deadline: Deadline, *,
+                   signer: CosSigner, make_error: Callable[[Failure], CIError],
+                   log_fields: Mapping[str, Any]) -> T:
+        """``GET <endpoint><path>`` through the one call path (retries, deadline, rate limiter); ``accept``
+        gets the answer and the attempt number. ``path`` is sent exactly as given (already encoded)."""
+        url = f"{self._target.base_url}{path}"
         headers = {"Host": self._target.host_header} if self._target.host_header else {}
         # Built once (requests' own preparation); each attempt copies it and signs the copy anew.
         base = self._session.prepare_request(requests.Request("GET", url, headers=headers))
+        attempts = [0]
 
-        def prepare(_attempt: int) -> requests.PreparedRequest:
+        def prepare(attempt: int) -> requests.PreparedRequest:
+            attempts[0] = attempt
             prepared = base.copy()
+            prepared.url = url  # exactly as encoded (a query's ``+`` as %2B) and signed
             prepared.prepare_auth(signer)
             return prepared
 
-        def accept(reply: Reply) -> _BatchOutcome:
+        return call(
+            self._session, prepare, lambda reply: accept(reply, attempts[0]), service=SERVICE,
+            host_port=self._target.host_port, deadline=deadline, connect_timeout_s=self._settings.connect_timeout_s,
+            read_timeout_s=self._settings.read_timeout_s, policy=self._policy, make_error=make_error,
+            sleep=self._sleep, limiter=self._limiter, max_body_bytes=self._max_body_bytes, log_fields=log_fields,
+        )
+
+    def document(self, reply: Reply) -> dict[str, Any]:
+        """The normalized answer (``ValueError``/``SyntaxError`` for a body that is not one)."""
+        return self._normalizer()(reply.body)
+
+    # ------------------------------------------------------------------ one batch
+    def _run_batch(self, ids: list[str], signer: CosSigner, deadline: Deadline) -> _BatchOutcome:
+        def accept(reply: Reply, _attempt: int) -> _BatchOutcome:
             request_id = reply.headers.get("x-ci-request-id") or reply.headers.get("x-cos-request-id")
             try:
-                document = self._normalizer()(reply.body)
+                document = self.document(reply)
             except (ValueError, SyntaxError) as exc:
                 if _is_size_error(exc):  # depends on the batch: _run_split asks again in halves
                     what = "the job's" if len(ids) == 1 else f"the {len(ids)} jobs'"
@@ -204,13 +230,9 @@ class JobClient:
             return _BatchOutcome(ids, document=document, request_id=request_id)
 
         try:
-            return call(
-                self._session, prepare, accept, service=SERVICE, host_port=self._target.host_port,
-                deadline=deadline, connect_timeout_s=self._settings.connect_timeout_s,
-                read_timeout_s=self._settings.read_timeout_s, policy=self._policy,
-                make_error=lambda f: CIError.from_failure(f, ids), sleep=self._sleep, limiter=self._limiter,
-                max_body_bytes=self._max_body_bytes, log_fields={"batch_size": len(ids), "first_id": ids[0]},
-            )
+            return self.signed_get(f"/jobs/{','.join(ids)}", accept, deadline, signer=signer,
+                                   make_error=lambda f: CIError.from_failure(f, ids),
+                                   log_fields={"batch_size": len(ids), "first_id": ids[0]})
         except CIError as err:
             return _BatchOutcome(ids, error=err)
 

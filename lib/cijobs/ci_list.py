@@ -16,26 +16,20 @@ the signature's ``q-url-param-list``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import quote
 
-import requests
-
-from . import failures, log
-from .ci_client import SERVICE, TOKEN_HEADER, CIError, Normalizer, ci_target
-from .credentials import Credentials
+from . import failures
+from .ci_client import CIError, JobClient
 from .deadline import Deadline
-from .http import Reply, RetryPolicy, new_session
-from .service_call import Refused, call
-from .settings import Settings
-from .signing import CosSigner
+from .http import Reply
+from .service_call import Refused
 
 if TYPE_CHECKING:
-    from .ratelimit import Limiters
+    pass
 
 LIST_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 CST = timezone(timedelta(hours=8))
@@ -122,79 +116,31 @@ class ListPage:
 
 
 class JobLister:
-    """Lists CI jobs of one bucket through the one service-call path (retry policy, failure classes,
-    deadline, rate limiter). Thread-safe; share the query client's session to share its pool."""
+    """Lists CI jobs of one bucket with the query client's signed GET (one call path: retry policy, failure
+    classes, deadline, rate limiter, session). Thread-safe."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        credentials: Callable[[], Credentials],
-        session: Optional[requests.Session] = None,
-        normalize: Optional[Normalizer] = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        rng: Optional[Any] = None,
-        limiters: Optional[Limiters] = None,
-        redactor: Optional[log.Redactor] = None,
-    ) -> None:
-        self._settings = settings
-        self._redactor = redactor
-        self._target = ci_target(settings)
-        self._credentials = credentials
-        self._session = session if session is not None else new_session(2)
-        self._normalize = normalize
-        self._sleep = sleep
-        self._clock = clock
-        policy_kwargs: dict[str, Any] = {"max_attempts": settings.max_attempts}
-        if rng is not None:
-            policy_kwargs["rng"] = rng
-        self._policy = RetryPolicy(**policy_kwargs)
-        self._limiter = limiters.get("ci") if limiters is not None else None
+    def __init__(self, client: JobClient) -> None:
+        self._client = client
 
     def list_page(self, query: ListQuery, deadline: Optional[Deadline] = None) -> ListPage:
         """One page; raises :class:`CIError` (after retries) when CI does not answer with a list."""
-        deadline = deadline or Deadline.never()
-        creds = self._credentials()
-        if self._redactor is not None:
-            self._redactor.add(creds.secrets())
-        signer = CosSigner(creds, TOKEN_HEADER, clock=self._clock)
-        url = f"{self._target.base_url}/jobs?{encode_query(query.params())}"
-        headers = {"Host": self._target.host_header} if self._target.host_header else {}
-        base = self._session.prepare_request(requests.Request("GET", url, headers=headers))
-        attempts = [0]
 
-        def prepare(attempt: int) -> requests.PreparedRequest:
-            attempts[0] = attempt
-            prepared = base.copy()
-            prepared.url = url  # the query string exactly as encoded (``+`` as %2B) and signed
-            prepared.prepare_auth(signer)
-            return prepared
-
-        def accept(reply: Reply) -> ListPage:
+        def accept(reply: Reply, attempt: int) -> ListPage:
             request_id = reply.headers.get("x-ci-request-id") or reply.headers.get("x-cos-request-id")
             try:
-                doc = self._normalizer()(reply.body)
+                doc = self._client.document(reply)
             except (ValueError, SyntaxError) as exc:
                 raise Refused(failures.MALFORMED_RESPONSE, f"unexpected response body: {type(exc).__name__}",
                               request_id, failures.TRANSIENT) from None
             jobs = [j for j in doc.get("JobsDetail") or [] if isinstance(j, dict)]
             token = doc.get("NextToken")
-            return ListPage(jobs, token if isinstance(token, str) and token else None, request_id, attempts[0])
+            return ListPage(jobs, token if isinstance(token, str) and token else None, request_id, attempt)
 
-        return call(
-            self._session, prepare, accept, service=SERVICE, host_port=self._target.host_port,
-            deadline=deadline, connect_timeout_s=self._settings.connect_timeout_s,
-            read_timeout_s=self._settings.read_timeout_s, policy=self._policy,
-            make_error=CIError.from_failure, sleep=self._sleep, limiter=self._limiter,
-            log_fields={"tag": query.tag, "queue_id": query.queue_id, "continued": bool(query.next_token)},
-        )
-
-    def _normalizer(self) -> Normalizer:
-        if self._normalize is None:
-            from .normalize import normalize_document
-
-            self._normalize = normalize_document
-        return self._normalize
+        page: ListPage = self._client.signed_get(
+            f"/jobs?{encode_query(query.params())}", accept, deadline or Deadline.never(),
+            signer=self._client.signer(), make_error=CIError.from_failure,
+            log_fields={"tag": query.tag, "queue_id": query.queue_id, "continued": bool(query.next_token)})
+        return page
 
 
 def queue_required(err: CIError) -> bool:

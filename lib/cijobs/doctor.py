@@ -356,7 +356,7 @@ def collaborators(settings: Settings, credentials: Callable[[], Credentials]) ->
 
     return Collaborators(
         querier=lambda: JobClient(settings, credentials=credentials, session=session),
-        lister=lambda: JobLister(settings, credentials=credentials, session=session),
+        lister=lambda: JobLister(JobClient(settings, credentials=credentials, session=session)),
         store=lambda url: open_store(url, cos),
         sink=sink,
         pending=lambda: build_pending_store(settings, credentials, cos_client=cos()),

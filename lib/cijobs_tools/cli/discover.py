@@ -112,7 +112,7 @@ def _status(settings: Any, creds: Any) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Any, creds: Any) -> int:
-    from cijobs.ci_client import CIError
+    from cijobs.ci_client import CIError, JobClient
     from cijobs.ci_list import LIST_STATES, JobLister, ListQuery, parse_job_time, queue_required
     from cijobs.deadline import Deadline
     from cijobs.discovery import QUEUE_HINT, parse_tags
@@ -139,7 +139,7 @@ def _list(args: argparse.Namespace, settings: Any, creds: Any) -> int:
         return fail(f"unknown state(s) {', '.join(bad)} (expected {', '.join(LIST_STATES[1:])})")
     queues: list[Optional[str]] = list(_split(args.queue)) or [None]
     try:
-        lister = JobLister(settings, credentials=lambda: creds)
+        lister = JobLister(JobClient(settings, credentials=lambda: creds))
     except SettingsError as exc:
         return fail(str(exc))
     deadline = Deadline(args.timeout)
