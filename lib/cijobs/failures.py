@@ -78,11 +78,14 @@ CONFIGURATION_CODES = frozenset({
     "ExpiredToken", "MissingSecurityHeader", "InvalidCredentials", "AuthFailure", "UnauthorizedOperation",
 })
 
+CONFIGURATION_RULE = Rule(CONFIGURATION, codes=CONFIGURATION_CODES,
+                          code_prefixes=("AuthFailure.", "UnauthorizedOperation."))
+
 # Rules every service shares, in order; a service's table puts its own rules first.
 COMMON: tuple[Rule, ...] = (
     Rule(THROTTLE, status=(429, 429)),
     Rule(THROTTLE, codes=THROTTLE_CODES, code_prefixes=("RequestLimitExceeded.",)),
-    Rule(CONFIGURATION, codes=CONFIGURATION_CODES, code_prefixes=("AuthFailure.", "UnauthorizedOperation.")),
+    CONFIGURATION_RULE,
     Rule(CONFIGURATION, status=(401, 401)),
     Rule(CONFIGURATION, status=(403, 403)),
     Rule(TRANSIENT, codes=frozenset({MALFORMED_RESPONSE, "InternalError", "ServiceUnavailable", TIMEOUT})),
@@ -117,6 +120,20 @@ def classify(table: tuple[Rule, ...], status: int, code: str) -> str:
         if rule.matches(status, code):
             return rule.failure_class
     return FINAL
+
+
+# Configuration failures reported without a classification: missing credentials (raised before any request)
+# and a refused certificate, whichever client saw them.
+CREDENTIALS_ERROR = "CredentialsError"
+UNCLASSIFIED_CONFIGURATION = frozenset({CREDENTIALS_ERROR, CERTIFICATE_VERIFY_FAILED})
+
+
+def is_configuration(code: str, failure_class: Optional[str] = None) -> bool:
+    """A failure of the configuration class: by its class when it has one, else by its code (the codes of
+    :data:`CONFIGURATION_RULE`, or :data:`UNCLASSIFIED_CONFIGURATION`)."""
+    if failure_class is not None:
+        return failure_class == CONFIGURATION
+    return code in UNCLASSIFIED_CONFIGURATION or CONFIGURATION_RULE.matches(0, code)
 
 
 def classify_no_answer(kind: str) -> tuple[str, str]:

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
+from . import failures
 from .deadline import Deadline
 from .job_ids import dedupe, validate_job_id
 from .log import get_logger
@@ -50,13 +51,6 @@ ROUND_WAVES = 8  # a round is this many waves of CI_CONCURRENCY requests of 10 I
 # job that fails so leaves the registry instead of being queried, and failing, on every tick.
 NEVER_BETTER = frozenset({"DocumentTooLarge"})
 
-# The configuration class: failures that no retry fixes, only the operator (nothing is lost: their
-# jobs are parked). Codes as the service clients report them.
-CONFIGURATION_CODES = frozenset({
-    "CredentialsError", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "NoSuchBucket",
-    "CertificateVerifyFailed", "NameResolutionFailed", "InvalidSecretId", "AuthFailure",
-    "AuthFailure.SignatureFailure", "AuthFailure.SecretIdNotFound", "AuthFailure.UnauthorizedOperation",
-})
 # What to check for each, named in the invocation summary's hint.
 CONFIGURATION_HINTS = {
     "CredentialsError": "the credentials: bind an execution role (or set TENCENTCLOUD_SECRETID/SECRETKEY)",
@@ -64,7 +58,6 @@ CONFIGURATION_HINTS = {
     "InvalidAccessKeyId": "the credentials' SecretId (TENCENTCLOUD_SECRETID / the execution role)",
     "AccessDenied": "the execution role's permissions (docs/permissions/execution-role.json)",
     "NoSuchBucket": "the bucket names in CI_BUCKET, RESULT_SINK, PENDING_STORE and CLAIM_CHECK_STORE",
-    "NameResolutionFailed": "CI_REGION and the endpoint overrides CI_ENDPOINT / COS_ENDPOINT / CMQ_ENDPOINT",
     # a ConnectionError of the configuration class is a host name that did not resolve (NXDOMAIN)
     "ConnectionError": "CI_REGION and the endpoint overrides CI_ENDPOINT / COS_ENDPOINT / CMQ_ENDPOINT "
                        "(a host name did not resolve)",
@@ -172,11 +165,6 @@ def configuration_hint(config_errors: dict[str, int]) -> str:
     checks = [CONFIGURATION_HINTS.get(code, f"the setting behind {code}") for code in config_errors]
     return ("jobs are parked, nothing is lost; check " + "; ".join(dict.fromkeys(checks))
             + " (cijobs doctor checks every setting)")
-
-
-def is_configuration(code: str, failure_class: Optional[str] = None) -> bool:
-    """A failure of the configuration class (see :data:`CONFIGURATION_CODES`)."""
-    return failure_class == "configuration" or code in CONFIGURATION_CODES
 
 
 def error_fields(error: Any) -> tuple[str, str]:
@@ -456,7 +444,7 @@ class Run:
                        finished: bool = False) -> None:
         """A query/write failure: retryable or configuration → pending (registry); otherwise failed (the
         entry of a registered job is kept, so the next tick tries again)."""
-        configuration = is_configuration(code, failure_class)
+        configuration = failures.is_configuration(code, failure_class)
         if retryable or configuration:
             self.defer(ids, dict.fromkeys(ids, state), code, message, configuration=configuration,
                        finished=finished)
