@@ -13,11 +13,12 @@ import json
 import re
 import string
 from collections.abc import Sequence
-from typing import Optional, Protocol, Union
+from typing import Any, Optional, Protocol, Union
 
 from ..deadline import Deadline
 from ..errors import SettingsError
 from ..models import TERMINAL_STATES, ErrorInfo, Job, WriteResult
+from ..store import ObjectStore, StoreError
 from ..store.keys import InvalidKeyError, validate_key
 from ..targets import PENDING_DIR
 
@@ -147,3 +148,26 @@ def combine(job_id: str, state: Optional[str], parts: Sequence[tuple[str, WriteR
         job_id, state, ErrorInfo(err.code, message, err.http_status, err.request_id),
         retryable=all(r.retryable for _, r in failures),
     )
+
+
+def claim_check(store: ObjectStore, job: Job, job_id: str, state: str, body: bytes, deadline: Optional[Deadline],
+                log: Any) -> Union[dict[str, Any], WriteResult]:
+    """Store an oversized body in the claim-check store (content-addressed, create-if-absent) and return the
+    pointer document a message or delivery carries instead; or this job's failure.
+
+    The key and metadata use the Tag only when it is a safe key segment (any other Tag, e.g. "..", "a/b" or
+    non-ASCII, is stored under the unknown-tag name); the pointer document keeps the raw Tag.
+    """
+    tag = key_segment(job_fields(job)[2])
+    digest = sha256_hex(body)
+    try:
+        key = store.key("claim-check", tag, job_id, f"{state}-{digest[:16]}.json")
+        created = store.create(key, body, "application/json",
+                               {"jobid": job_id, "tag": tag, "state": state, "sha256": digest}, deadline)
+    except StoreError as exc:
+        return WriteResult.from_error(job_id, state, exc.to_error_info(), exc.retryable)
+    except ValueError as exc:  # InvalidKeyError: this job fails alone
+        return WriteResult.failed(job_id, state, "InvalidKey", str(exc), retryable=False)
+    log.info("claim_check_stored", job_id=job_id, key=key, size=len(body), created=created)
+    pointer: dict[str, Any] = {**dict(store.pointer(key)), "Size": len(body), "Sha256": digest}
+    return {"JobId": job_id, "Tag": job.get("Tag"), "State": state, "ClaimCheck": pointer}

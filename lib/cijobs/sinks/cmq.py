@@ -25,9 +25,9 @@ from ..cmq_client import MAX_BATCH_BYTES, MAX_TAG_CHARS, MAX_TAGS, CmqClient, Cm
 from ..deadline import Deadline
 from ..log import get_logger
 from ..models import Job, WriteResult
-from ..store import ObjectStore, StoreError
+from ..store import ObjectStore
 from ..targets import CmqTarget
-from .base import job_fields, key_segment, not_confirmed, refuse, serialize, sha256_hex
+from .base import claim_check, job_fields, not_confirmed, refuse, serialize
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,6 @@ class CmqSink:
             return not_confirmed(job_id, state, self.name, exc)
 
     def _build(self, index: int, job: Job, job_id: str, state: str, body_bytes: bytes, deadline: Deadline) -> Any:
-        # The claim-check key and metadata use the Tag only when it is a safe key segment (any other
-        # Tag, e.g. "..", "a/b" or non-ASCII, is stored under the unknown-tag name); the message keeps the raw Tag.
-        tag = key_segment(job_fields(job)[2])
         tags = topic_tags(job) if self.target.kind == "topic" else ()
         if len(body_bytes) <= self.claim_check_bytes:
             return _Message(index, job_id, state, body_bytes.decode("utf-8"), len(body_bytes), tags)
@@ -112,18 +109,10 @@ class CmqSink:
                 f"message is {len(body_bytes)} bytes > CLAIM_CHECK_BYTES={self.claim_check_bytes} and "
                 "CLAIM_CHECK_STORE is not set", retryable=False,
             )
-        digest = sha256_hex(body_bytes)
-        key = self.claim_store.key("claim-check", tag, job_id, f"{state}-{digest[:16]}.json")
-        try:
-            created = self.claim_store.create(key, body_bytes, "application/json",
-                                              {"jobid": job_id, "tag": tag, "state": state, "sha256": digest},
-                                              deadline)
-        except StoreError as exc:
-            return WriteResult.from_error(job_id, state, exc.to_error_info(), exc.retryable)
-        self._log.info("claim_check_stored", job_id=job_id, key=key, size=len(body_bytes), created=created)
-        pointer = dict(self.claim_store.pointer(key))
-        pointer_doc: dict[str, Any] = {**pointer, "Size": len(body_bytes), "Sha256": digest}
-        body = encode_message({"JobId": job_id, "Tag": job.get("Tag"), "State": state, "ClaimCheck": pointer_doc})
+        pointer_doc = claim_check(self.claim_store, job, job_id, state, body_bytes, deadline, self._log)
+        if isinstance(pointer_doc, WriteResult):
+            return pointer_doc
+        body = encode_message(pointer_doc)
         return _Message(index, job_id, state, body, len(body.encode("utf-8")), tags)
 
     def _batches(self, messages: list[_Message]) -> list[list[_Message]]:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import Callable, Optional, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -39,10 +39,10 @@ from ..deadline import Deadline
 from ..http import NoAnswer, exchange, new_session
 from ..models import Job, WriteResult
 from ..ratelimit import FixedLimiter, RateLimiter, retry_after_seconds
-from ..store import ObjectStore, StoreError
+from ..store import ObjectStore
 from ..targets import WebhookTarget
 from ..webhook_signature import sign
-from .base import canonical_json, job_fields, key_segment, not_confirmed, refuse, serialize, sha256_hex
+from .base import canonical_json, claim_check, job_fields, not_confirmed, refuse, serialize
 
 EVENT = "job.finished"
 USER_AGENT = f"cijobs/{__version__}"
@@ -188,20 +188,8 @@ class WebhookSink:
                 job_id, state, "MessageTooLarge",
                 f"webhook body is {len(body)} bytes > WEBHOOK_MAX_BYTES={self.max_bytes} and CLAIM_CHECK_STORE "
                 "is not set", retryable=False)
-        tag = key_segment(job_fields(job)[2])
-        digest = sha256_hex(body)
-        try:
-            key = self.claim_store.key("claim-check", tag, job_id, f"{state}-{digest[:16]}.json")
-            created = self.claim_store.create(key, body, "application/json",
-                                              {"jobid": job_id, "tag": tag, "state": state, "sha256": digest},
-                                              deadline)
-        except StoreError as exc:
-            return WriteResult.from_error(job_id, state, exc.to_error_info(), exc.retryable)
-        except ValueError as exc:  # InvalidKeyError: this job fails alone
-            return WriteResult.failed(job_id, state, "InvalidKey", str(exc), retryable=False)
-        self._log.info("claim_check_stored", job_id=job_id, key=key, size=len(body), created=created)
-        pointer: dict[str, Any] = {**dict(self.claim_store.pointer(key)), "Size": len(body), "Sha256": digest}
-        return canonical_json({"JobId": job_id, "Tag": job.get("Tag"), "State": state, "ClaimCheck": pointer})
+        pointer_doc = claim_check(self.claim_store, job, job_id, state, body, deadline, self._log)
+        return pointer_doc if isinstance(pointer_doc, WriteResult) else canonical_json(pointer_doc)
 
     # -- delivery ----------------------------------------------------------------------------------
     def headers(self, delivery_id: str, timestamp: int, body: bytes) -> dict[str, str]:
