@@ -105,6 +105,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_OK
 
 
+def read_input(path: str) -> bytes:
+    """The bytes of ``path``, or of standard input for ``-`` (``OSError`` when it cannot be read)."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> int:
     """Print a one-line error to stderr and return ``code``."""
     print(f"cijobs: {message}", file=sys.stderr)

@@ -7,10 +7,9 @@ error says so (``try --repair stray-close-tag``); a repair is never applied unle
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any, Optional
 
-from . import EXIT_OK, fail
+from . import EXIT_OK, fail, read_input
 from .output import add_output_argument, configure_logging, emit
 
 
@@ -56,11 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         return fail(f"unknown repair {unknown[0]!r} (known: {', '.join(REPAIRS)})")
     try:
-        if args.file == "-":
-            body = sys.stdin.buffer.read()
-        else:
-            with open(args.file, "rb") as fh:
-                body = fh.read()
+        body = read_input(args.file)
     except OSError as exc:
         return fail(f"cannot read {args.file}: {exc.strerror or exc}")
     given = tuple(args.repair)

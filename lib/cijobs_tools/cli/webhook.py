@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-from . import EXIT_FAILED, EXIT_OK, fail
+from . import EXIT_FAILED, EXIT_OK, fail, read_input
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,11 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tolerance < 0:
         return fail("--tolerance must be >= 0")
     try:
-        if args.file == "-":
-            body = sys.stdin.buffer.read()
-        else:
-            with open(args.file, "rb") as fh:
-                body = fh.read()
+        body = read_input(args.file)
     except OSError as exc:
         return fail(f"cannot read {args.file}: {exc.strerror or exc}")
     now = time.time()
