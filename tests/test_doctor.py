@@ -286,3 +286,22 @@ def test_the_emulators_auto_jobs_never_answer_the_doctors_probe() -> None:
     from cijobs_tools.emulator.ci import DOCTOR_PROBE_ID
 
     assert DOCTOR_PROBE_ID == PROBE_JOB_ID
+
+
+def test_doctor_against_a_server_that_never_answers_ends_by_its_timeout(emu, clean_env, capsys, tmp_path):
+    import time
+
+    from fakes.rawserver import Conn, RawServer
+
+    def silent(conn: Conn) -> None:  # reads the request, then says nothing until the client gives up
+        conn.request()
+        time.sleep(5)
+
+    clean_env.setenv("PENDING_STORE", f"file://{tmp_path}/pending")
+    with RawServer(silent) as server:
+        started = time.monotonic()
+        rc = main(["doctor", "--endpoint", server.url, "--result-sink", f"file://{tmp_path}/res", "--timeout", "1"])
+        elapsed = time.monotonic() - started
+    lines = lines_of(capsys.readouterr().out)
+    assert rc == 1 and elapsed < 2.5, f"took {elapsed:.1f} s with --timeout 1"
+    assert lines["ci query"].startswith("✗ ci query:") and "127.0.0.1" in lines["ci query"]
