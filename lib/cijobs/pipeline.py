@@ -506,24 +506,14 @@ class Run:
         if not ids:
             return []
         states = states or {}
-        failed: dict[str, str] = {}
         started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # CI answered for these (NotFinished): the marker that lets them expire one day, at the same time
-            marks = pool.submit(self.pipeline.pending.mark_answered, ids, self.grace) \
-                if reason == NOT_FINISHED else None
-            try:
-                for f in self.pipeline.pending.add(ids, now=self.pipeline.clock(), source=self.source,
-                                                   deadline=self.grace):
-                    failed[f.job_id] = ("{}: {}".format(*error_fields(f.error)) if f.error is not None
-                                        else "add failed")
-            except Exception as exc:
-                failed = dict.fromkeys(ids, "{}: {}".format(*error_fields(exc)))
-            try:
-                if marks is not None and marks.result():
-                    self.log.warning("pending_mark_answered_failed", count=len(ids))
-            except Exception as exc:  # a marker is only needed for expiry: the next tick makes it
-                self.log.warning("pending_mark_answered_failed", count=len(ids), error=str(exc))
+        if reason == NOT_FINISHED:  # CI answered for these: the marker that lets them expire one day, meanwhile
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                marked = pool.submit(self._mark, ids)
+                failed = self._register(ids)
+                marked.result()
+        else:
+            failed = self._register(ids)
         self.park_s = max(self.park_s, time.monotonic() - started)
         for job_id in ids:
             state = states.get(job_id)
@@ -537,6 +527,23 @@ class Run:
                 self.out.set(Outcome(job_id, PENDING, self.source, state=state, reason=reason, message=message,
                                      configuration=configuration))
         return list(failed)
+
+    def _register(self, ids: list[str]) -> dict[str, str]:
+        """One parallel registry add under the grace deadline; ``{JobId: why}`` for those not registered."""
+        try:
+            return {f.job_id: "{}: {}".format(*error_fields(f.error)) if f.error is not None else "add failed"
+                    for f in self.pipeline.pending.add(ids, now=self.pipeline.clock(), source=self.source,
+                                                       deadline=self.grace)}
+        except Exception as exc:
+            return dict.fromkeys(ids, "{}: {}".format(*error_fields(exc)))
+
+    def _mark(self, ids: list[str]) -> None:
+        """The ``.answered`` markers; a failure only delays expiry (the next tick writes them)."""
+        try:
+            if self.pipeline.pending.mark_answered(ids, self.grace):
+                self.log.warning("pending_mark_answered_failed", count=len(ids))
+        except Exception as exc:
+            self.log.warning("pending_mark_answered_failed", count=len(ids), error=str(exc))
 
     def remove(self, ids: Iterable[str]) -> None:
         ids = list(ids)
