@@ -301,11 +301,9 @@ class Run:
         """Create the ``.answered`` marker of every registered job CI reported as unfinished for the first
         time (one write per job, ever)."""
         todo = [i for i in self.unfinished if i in self.registered and self.registered[i].answered is not True
-                and self.out.by_id.get(i, Outcome(i, "", "")).status == PENDING]
+                and i in self.out and self.out.by_id[i].status == PENDING]
         if todo and not self.grace.expired():
-            failures = self.pipeline.pending.mark_answered(todo, self.grace)
-            if failures:
-                self.log.warning("pending_mark_answered_failed", count=len(failures))
+            self._mark(todo)
 
     # -- the run -------------------------------------------------------------------------------
 
