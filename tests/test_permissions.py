@@ -32,7 +32,7 @@ STORE_OPS = {"create": "PutObject", "put": "PutObject", "get": "GetObject", "hea
 STORE_USERS = [
     ("cijobs/pending.py", "self.store", "<PENDING_PREFIX>"),
     ("cijobs/sinks/objects.py", "self.store", "<RESULT_PREFIX>"),
-    ("cijobs/sinks/cmq.py", "self.claim_store", "<CLAIM_CHECK_PREFIX>"),
+    ("cijobs/sinks/base.py", "store", "<CLAIM_CHECK_PREFIX>"),  # claim_check(store, ...): CMQ and webhook
 ]
 # CI request path (after the bucket's base URL) → CI CAM action
 CI_PATHS = {"/jobs/": "DescribeMediaJob"}
