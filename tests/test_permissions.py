@@ -34,10 +34,11 @@ STORE_USERS = [
     ("cijobs/sinks/objects.py", "self.store", "<RESULT_PREFIX>"),
     ("cijobs/sinks/base.py", "store", "<CLAIM_CHECK_PREFIX>"),  # claim_check(store, ...): CMQ and webhook
 ]
-# CI request path (after the bucket's base URL) → CI CAM action
-CI_PATHS = {"/jobs/": "DescribeMediaJob"}
-# granted although no code calls it yet, with the reason
-EXTRA_EXECUTION = {"name/ci:DescribeMediaJobs": "job listing on the CI bucket (GET /jobs?…), for cijobs doctor"}
+# CI request path (after the bucket's base URL, as given to JobClient.signed_get) → CI CAM action
+CI_PATHS = {"/jobs/": "DescribeMediaJob", "/jobs?": "DescribeMediaJobs"}
+CI_CALLERS = ("cijobs/ci_client.py", "cijobs/ci_list.py")  # the query and the list API (discovery, doctor)
+# granted although no code calls it, with the reason
+EXTRA_EXECUTION: dict[str, str] = {}
 
 
 def load(name: str) -> dict[str, Any]:
@@ -84,8 +85,8 @@ def store_actions(rel: str, attr: str) -> set[str]:
 
 
 def ci_actions() -> set[str]:
-    paths = re.findall(r"base_url\}(/[A-Za-z_/]*)", source("cijobs/ci_client.py"))
-    assert paths, "no CI request paths found in cijobs/ci_client.py"
+    paths = [p for rel in CI_CALLERS for p in re.findall(r'signed_get\(\s*f?"(/[A-Za-z_/]*\??)', source(rel))]
+    assert paths, f"no CI request paths found in {CI_CALLERS}"
     unknown = [p for p in paths if p not in CI_PATHS]
     assert not unknown, f"map these CI paths to CAM actions in CI_PATHS: {unknown}"
     return {CI_PATHS[p] for p in paths}
