@@ -87,6 +87,62 @@ def test_throttle_cuts_the_rate_by_beta_once_per_interval() -> None:
     assert lim.rate == pytest.approx(49.0)
 
 
+def test_a_throttle_for_a_request_booked_before_the_last_cut_cuts_nothing() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, start=100.0)
+    asked = clock.now
+    lim.on_throttle(sent_at=asked)
+    assert lim.rate == pytest.approx(70.0)
+    # well past the interval, but the answer is for a request that asked before the cut: already accounted for
+    clock.advance(10 * ratelimit.CUT_INTERVAL_S)
+    lim.on_throttle(sent_at=asked)
+    assert lim.rate == pytest.approx(70.0)
+    assert lim.throttled == 2
+    # a request that asked after the cut and was still throttled: the new rate is too high, cut again at once
+    lim.on_throttle(sent_at=clock.now)
+    assert lim.rate == pytest.approx(49.0)
+
+
+def test_a_threads_last_acquire_says_which_request_a_throttle_answers() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, start=100.0)
+    assert lim.acquire()  # this thread's request asked at t0
+    clock.advance(0.001)
+    lim.on_throttle()
+    assert lim.rate == pytest.approx(70.0)
+    other: list[float] = []
+
+    def booked_before_the_cut_answered_after() -> None:
+        # another thread's request: its answer comes within the interval but after it asked again
+        assert lim.acquire()
+        lim.on_throttle()
+        other.append(lim.rate)
+
+    clock.advance(0.001)  # asked after the cut: a throttle for it is news, within the interval or not
+    t = threading.Thread(target=booked_before_the_cut_answered_after)
+    t.start()
+    t.join()
+    assert other == [pytest.approx(49.0)]
+    # this thread's last request asked before that cut: its throttle cuts nothing
+    lim.on_throttle()
+    assert lim.rate == pytest.approx(49.0)
+
+
+def test_a_slot_booked_at_the_old_spacing_is_not_news_even_when_sent_after_the_cut() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, start=100.0)
+    lim.on_throttle(sent_at=clock.now - 1)  # pacing at 70/s from here
+    clock.advance(1.0)
+    for _ in range(5):  # five requests ask at once: slots 1/70 s apart, the last one ~57 ms from now
+        assert lim.reserve() is not None
+    asked = clock.now
+    lim.on_throttle(sent_at=clock.now)  # another answer for a request asked now: cut to 49/s
+    assert lim.rate == pytest.approx(49.0)
+    clock.advance(0.06)  # the fifth slot is sent now, after the cut, and throttled: it asked before the cut
+    lim.on_throttle(sent_at=asked - 1e-9)
+    assert lim.rate == pytest.approx(49.0)
+
+
 def test_cut_starts_from_the_measured_rate_when_we_sent_slower() -> None:
     clock = FakeClock()
     lim = limiter(clock, start=800.0)  # the nominal rate, but the callers only send ~100/s
@@ -366,19 +422,19 @@ def simulate(cap: float, starts: list[float], until: float, workers: int = 16, r
     # paced from the concurrency's pace at start, so the simulation measures convergence after the cuts
     limiters = [AdaptiveRateLimiter(workers / rtt, clock=clock, sleep=clock.sleep) for _ in starts]
     log: list[list[tuple[float, bool]]] = [[] for _ in starts]
-    events: list[tuple[float, int, int, str, bool]] = []
+    events: list[tuple[float, int, int, str, bool, float]] = []
     seq = 0
 
-    def push(t: float, client: int, kind: str, ok: bool = True) -> None:
+    def push(t: float, client: int, kind: str, ok: bool = True, asked: float = 0.0) -> None:
         nonlocal seq
         seq += 1
-        heapq.heappush(events, (t, seq, client, kind, ok))
+        heapq.heappush(events, (t, seq, client, kind, ok, asked))
 
     for c, t0 in enumerate(starts):
         for _ in range(workers):
             push(t0, c, "ask")
     while events:
-        t, _, c, kind, ok = heapq.heappop(events)
+        t, _, c, kind, ok, asked = heapq.heappop(events)
         if t > until:
             break
         clock.now = t
@@ -386,17 +442,17 @@ def simulate(cap: float, starts: list[float], until: float, workers: int = 16, r
         if kind == "ask":
             wait = lim.reserve()
             assert wait is not None
-            push(t + wait, c, "send")
+            push(t + wait, c, "send", asked=t)
         elif kind == "send":
             ok = server.admit()
             log[c].append((t, ok))
-            push(t + rtt, c, "answer", ok)
+            push(t + rtt, c, "answer", ok, asked)
         else:
             if ok:
                 lim.on_success()
             else:
                 # the server sends Retry-After on every other throttle answer (like the emulator's half)
-                lim.on_throttle(retry_after if (len(log[c]) % 2) else None)
+                lim.on_throttle(retry_after if (len(log[c]) % 2) else None, sent_at=asked)
             push(t, c, "ask")
     return limiters, log
 

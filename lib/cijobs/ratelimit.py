@@ -17,9 +17,15 @@ Algorithm (the idea of botocore's "adaptive" retry mode and of TCP CUBIC; the co
   gap is discarded ("unknown"), so one quiet minute does not look like a slow client.
 * **Cut on a throttle answer** (multiplicative decrease). ``w = w_max = min(rate, measured)``
   (the rate we really sent at, not a nominal ceiling we never reached), then
-  ``rate = BETA * w``. At most one cut per ``CUT_INTERVAL_S``: the answers to the
-  requests already in flight when the first throttle arrived say nothing new (TCP cuts
-  once per round trip for the same reason).
+  ``rate = BETA * w``. One cut per window of requests, as TCP cuts once per round trip:
+  a throttle answer to a request that asked for its slot before the last cut answers for
+  the old rate, already cut, and cuts nothing (its slot may come after the cut: up to
+  the concurrency's worth of slots are booked ahead at the old spacing). A throttle to a
+  request booked after the cut means the new rate is still too high and cuts again, one
+  round trip later: from 800/s against a 100/s cap in ~8 round trips. The call path's
+  thread tells the limiter which request an answer is for (``acquire`` remembers, per
+  thread, when it was asked); an event loop passes ``sent_at``; without either, at most
+  one cut per ``CUT_INTERVAL_S``.
 * **Grow while answers succeed** (CUBIC). ``t`` seconds after the last cut the rate is
   ``w_max + C * (t - K)**3`` with ``K = cbrt((w_max - rate_after_cut) / C)``: it starts at
   the cut rate, climbs quickly, flattens near ``w_max`` (where the last throttle
@@ -103,7 +109,7 @@ class RateLimiter(Protocol):
 
     def on_success(self) -> None: ...
 
-    def on_throttle(self, retry_after_s: Optional[float] = None) -> None: ...
+    def on_throttle(self, retry_after_s: Optional[float] = None, sent_at: Optional[float] = None) -> None: ...
 
     @property
     def honours_retry_after(self) -> bool:
@@ -172,6 +178,7 @@ class AdaptiveRateLimiter:
         self._measured: Optional[float] = None
         self._throttled = 0
         self._admitted = 0
+        self._booked = threading.local()  # per thread: when its last admitted request asked for its slot
 
     # -- read-only state -------------------------------------------------------------------------
     @property
@@ -209,6 +216,7 @@ class AdaptiveRateLimiter:
             if not self._pacing:
                 self._next_base = start - self._shift
                 self._admit(start)
+                self._booked.t = start
                 return True
             base = max(self._next_base, start - self._shift, self._pause_until - self._shift)
             if base + self._shift - start > deadline_remaining_s:
@@ -220,6 +228,7 @@ class AdaptiveRateLimiter:
                 due = max(base + self._shift, self._pause_until)
                 if due <= now:
                     self._admit(now)
+                    self._booked.t = start
                     return True
             if due - start > deadline_remaining_s:
                 return False
@@ -229,7 +238,8 @@ class AdaptiveRateLimiter:
         """Book the next slot without sleeping: seconds to wait before sending, or None (past the deadline).
 
         For single-threaded simulations and event loops. The admission is counted now. Unlike
-        :meth:`acquire`, a Retry-After reported later does not move a slot already booked.
+        :meth:`acquire`, a Retry-After reported later does not move a slot already booked. Report a throttle
+        answer with ``on_throttle(..., sent_at=<the clock when reserve was called>)``.
         """
         now = self._clock()
         with self._lock:
@@ -273,8 +283,13 @@ class AdaptiveRateLimiter:
                 target = min(target, max(self._rate, 2.0 * self._measured))
             self._rate = max(self._rate, self._bounded(target))
 
-    def on_throttle(self, retry_after_s: Optional[float] = None) -> None:
-        """A throttle answer: cut the rate (once per ``cut_interval_s``) and honour ``Retry-After`` seconds."""
+    def on_throttle(self, retry_after_s: Optional[float] = None, sent_at: Optional[float] = None) -> None:
+        """A throttle answer: cut the rate (once per window of requests) and honour ``Retry-After`` seconds.
+
+        ``sent_at``: the limiter-clock time the answered request asked for its slot (``reserve``'s callers);
+        None = the time this thread's last ``acquire`` was called, or, for a thread that never acquired, at
+        most one cut per ``cut_interval_s``.
+        """
         with self._lock:
             now = self._clock()
             self._throttled += 1
@@ -292,7 +307,12 @@ class AdaptiveRateLimiter:
                     self._window_count = 0
                     # and growth does not happen while we are told to wait
                     self._epoch = max(self._epoch, until)
-            if now - self._last_cut < self._cut_interval:
+            if sent_at is None:
+                sent_at = getattr(self._booked, "t", None)
+            if sent_at is not None:
+                if sent_at <= self._last_cut:
+                    return  # admitted before the last cut: it answers for the old rate, already cut
+            elif now - self._last_cut < self._cut_interval:
                 return
             w = max(self._min, self._rate if self._measured is None else min(self._rate, self._measured))
             # fast convergence (CUBIC): throttled below the last peak means another client needs room,
@@ -334,7 +354,7 @@ class FixedLimiter:
     def on_success(self) -> None:
         pass
 
-    def on_throttle(self, retry_after_s: Optional[float] = None) -> None:
+    def on_throttle(self, retry_after_s: Optional[float] = None, sent_at: Optional[float] = None) -> None:
         with self._lock:
             self._throttled += 1
 
