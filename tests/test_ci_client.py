@@ -99,6 +99,24 @@ def make_client(
                      clock=lambda: 1_700_000_000.0, **kw)
 
 
+@responses.activate
+def test_every_request_carries_the_session_headers_and_no_cookie_ci_set() -> None:
+    def cb(request: Any) -> tuple[int, dict[str, str], str]:
+        return 200, {"Set-Cookie": "tracking=abc; Path=/"}, response_xml(ids_of(request))
+
+    responses.add_callback(responses.GET, JOBS_URL, callback=cb)
+    client = make_client()
+    client.query([jid(1)])
+    client.query([jid(2), jid(3)])
+    assert len(responses.calls) == 2
+    for call in responses.calls:
+        headers = call.request.headers
+        assert headers["User-Agent"] == requests.utils.default_user_agent()  # the session's, on every request
+        assert "Cookie" not in headers  # the signed API is not a cookie session
+        assert headers["Authorization"].startswith("q-sign-algorithm=sha1")
+    assert ids_of(responses.calls[1].request) == [jid(2), jid(3)]  # the base request's URL is never sent
+
+
 # --------------------------------------------------------------------------- batching and merging
 @responses.activate
 def test_25_ids_make_3_requests_with_literal_commas_and_canonical_host() -> None:

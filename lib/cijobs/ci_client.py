@@ -128,6 +128,7 @@ class JobClient:
         self._credentials = credentials
         self._session = session if session is not None else new_session(settings.ci_concurrency)
         self._normalize = normalize
+        self._base_request: Optional[requests.PreparedRequest] = None
         self._sleep = sleep
         self._clock = clock
         policy_kwargs: dict[str, Any] = {"max_attempts": settings.max_attempts}
@@ -190,9 +191,7 @@ class JobClient:
         """``GET <endpoint><path>`` through the one call path (retries, deadline, rate limiter); ``accept``
         gets the answer and the attempt number. ``path`` is sent exactly as given (already encoded)."""
         url = f"{self._target.base_url}{path}"
-        headers = {"Host": self._target.host_header} if self._target.host_header else {}
-        # Built once (requests' own preparation); each attempt copies it and signs the copy anew.
-        base = self._session.prepare_request(requests.Request("GET", url, headers=headers))
+        base = self._prepared_get()
         attempts = [0]
 
         def prepare(attempt: int) -> requests.PreparedRequest:
@@ -208,6 +207,20 @@ class JobClient:
             read_timeout_s=self._settings.read_timeout_s, policy=self._policy, make_error=make_error,
             sleep=self._sleep, limiter=self._limiter, max_body_bytes=self._max_body_bytes, log_fields=log_fields,
         )
+
+    def _prepared_get(self) -> requests.PreparedRequest:
+        """A ``GET`` prepared by requests with the session's headers (and the endpoint's ``Host``), built once
+        per client: every request copies it, sets its own URL and signs the copy. The session's settings do
+        not change after construction, and a cookie CI may set is not sent back (the API is signed, not
+        stateful)."""
+        base = self._base_request
+        if base is None:  # two threads may both build it: the same value, the last one kept
+            headers = {"Host": self._target.host_header} if self._target.host_header else {}
+            base = self._session.prepare_request(requests.Request("GET", f"{self._target.base_url}/",
+                                                                  headers=headers))
+            base.headers.pop("Cookie", None)
+            self._base_request = base
+        return base
 
     def document(self, reply: Reply) -> dict[str, Any]:
         """The normalized answer (``ValueError``/``SyntaxError`` for a body that is not one)."""
