@@ -128,7 +128,7 @@ def test_a_threads_last_acquire_says_which_request_a_throttle_answers() -> None:
     assert lim.rate == pytest.approx(49.0)
 
 
-def test_a_slot_booked_at_the_old_spacing_is_not_news_even_when_sent_after_the_cut() -> None:
+def test_a_reserved_slot_booked_before_the_cut_is_not_news_even_when_sent_after_it() -> None:
     clock = FakeClock()
     lim = limiter(clock, start=100.0)
     lim.on_throttle(sent_at=clock.now - 1)  # pacing at 70/s from here
@@ -219,10 +219,10 @@ def test_retry_after_pauses_admission() -> None:
     assert lim.acquire()
     lim.on_throttle(1.0)
     t0 = clock.now
-    assert lim.acquire()  # the pause, then the spacing after the last admission (1/100 s)
-    assert clock.now - t0 == pytest.approx(1.0 + 1 / 100)
-    assert lim.acquire()  # then paced at the cut rate
-    assert clock.now - t0 == pytest.approx(1.0 + 1 / 100 + 1 / 70)
+    assert lim.acquire()  # the pause, then one slot at the cut rate after the last admission
+    assert clock.now - t0 == pytest.approx(1.0 + 1 / 70)
+    assert lim.acquire()  # and so on
+    assert clock.now - t0 == pytest.approx(1.0 + 2 / 70)
 
 
 def test_retry_after_reported_while_waiting_moves_the_waiter() -> None:
@@ -240,7 +240,42 @@ def test_retry_after_reported_while_waiting_moves_the_waiter() -> None:
     lim._sleep = sleep
     t0 = clock.now
     assert lim.acquire()
-    assert clock.now - t0 == pytest.approx(2.1)  # our slot (0.1 s away) moved 2 s later, spacing kept
+    # our slot (0.1 s away at 10/s) moved past the 2 s pause, at the cut rate's spacing (7/s)
+    assert clock.now - t0 == pytest.approx(2.0 + 1 / 7)
+
+
+def test_a_cut_respaces_callers_already_waiting() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, start=10.0)
+    assert lim.acquire()
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:  # another thread's throttle answer arrives while we wait for our slot
+        if not slept:
+            lim.on_throttle(sent_at=clock.now)
+        slept.append(s)
+        clock.advance(s)
+
+    lim._sleep = sleep
+    t0 = clock.now
+    assert lim.acquire()
+    # our slot was 0.1 s away at 10/s; the cut to 7/s applies to it at once
+    assert clock.now - t0 == pytest.approx(1 / 7)
+
+
+def test_growth_brings_a_waiting_slot_no_later_and_keeps_fifo() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, start=10.0)
+    lim.on_throttle(sent_at=clock.now - 1)  # 7/s, growth from here
+    waits = [lim.reserve() for _ in range(3)]
+    assert waits == pytest.approx([0.0, 1 / 7, 2 / 7])
+    clock.advance(3.0)  # the cubic curve is past its peak: the next success grows the rate
+    lim.on_success()
+    grown = lim.rate
+    assert grown > 7.0
+    # idle meanwhile: the next caller is due at once, and the one after it at the grown spacing
+    assert lim.reserve() == 0.0
+    assert lim.reserve() == pytest.approx(1 / grown)
 
 
 def test_retry_after_header_values() -> None:
@@ -322,7 +357,8 @@ def test_admission_is_fifo_across_threads() -> None:
 
 
 def test_thread_safety_under_concurrent_feedback() -> None:
-    lim = AdaptiveRateLimiter(4000.0, max_rps=4000.0)
+    # every 17th answer a throttle: each cuts (its request was sent after the last cut); the floor keeps it fast
+    lim = AdaptiveRateLimiter(4000.0, max_rps=4000.0, min_rate=1000.0)
     n_threads, per_thread = 8, 60
     errors: list[BaseException] = []
 
@@ -346,8 +382,8 @@ def test_thread_safety_under_concurrent_feedback() -> None:
     assert not errors
     assert lim.admitted == n_threads * per_thread
     assert lim.throttled == sum(1 for i in range(n_threads) for j in range(per_thread) if (i + j) % 17 == 0)
-    assert ratelimit.MIN_RATE <= lim.rate <= 4000.0
-    assert time.monotonic() - t0 < 20
+    assert 1000.0 <= lim.rate <= 4000.0
+    assert time.monotonic() - t0 < 5
 
 
 def test_fixed_mode_admits_at_once_and_counts_throttles() -> None:

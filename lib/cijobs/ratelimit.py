@@ -9,31 +9,36 @@ and grows it back along the same curve while answers succeed.
 
 Algorithm (the idea of botocore's "adaptive" retry mode and of TCP CUBIC; the code is ours):
 
-* **Pacing.** Admission is a schedule of slots ``1/rate`` apart. ``acquire()`` books the
-  next free slot under a lock (so callers are admitted in the order they asked: FIFO)
-  and sleeps until it. Idle time earns no credit: a burst after a pause is paced too.
+* **Pacing.** Admission is a schedule of slots ``1/rate`` apart. ``acquire()`` takes the
+  next ticket under a lock (so callers are admitted in the order they asked: FIFO) and
+  sleeps until its slot. A change of rate applies at once to every caller still waiting:
+  the schedule is re-anchored at the slot due now and the waiting tickets are spaced at
+  the new rate from there (with 16 threads waiting at 33/s, slots booked at the old
+  spacing would otherwise keep the old rate for half a second after a cut). Idle time
+  earns no credit: a burst after a pause is paced too.
 * **Measured send rate.** Admissions are counted over windows of ``MEASURE_WINDOW_S``
   and smoothed (EWMA, weight ``MEASURE_SMOOTHING``). A window that follows a long idle
   gap is discarded ("unknown"), so one quiet minute does not look like a slow client.
 * **Cut on a throttle answer** (multiplicative decrease). ``w = w_max = min(rate, measured)``
   (the rate we really sent at, not a nominal ceiling we never reached), then
   ``rate = BETA * w``. One cut per window of requests, as TCP cuts once per round trip:
-  a throttle answer to a request that asked for its slot before the last cut answers for
-  the old rate, already cut, and cuts nothing (its slot may come after the cut: up to
-  the concurrency's worth of slots are booked ahead at the old spacing). A throttle to a
-  request booked after the cut means the new rate is still too high and cuts again, one
-  round trip later: from 800/s against a 100/s cap in ~8 round trips. The call path's
-  thread tells the limiter which request an answer is for (``acquire`` remembers, per
-  thread, when it was asked); an event loop passes ``sent_at``; without either, at most
-  one cut per ``CUT_INTERVAL_S``.
+  a throttle answer to a request sent before the last cut answers for the old rate,
+  already cut, and cuts nothing. A throttle to a request sent after the cut means the new
+  rate is still too high and cuts again, one round trip later: from 800/s against a
+  100/s cap in ~8 round trips. The call path's thread tells the limiter which request an
+  answer is for (``acquire`` remembers, per thread, when it admitted the thread's last
+  request); an event loop passes ``sent_at``; without either, at most one cut per
+  ``CUT_INTERVAL_S``.
 * **Grow while answers succeed** (CUBIC). ``t`` seconds after the last cut the rate is
   ``w_max + C * (t - K)**3`` with ``K = cbrt((w_max - rate_after_cut) / C)``: it starts at
   the cut rate, climbs quickly, flattens near ``w_max`` (where the last throttle
-  happened) and then probes above it, slowly first, faster later. Fast convergence (from
-  CUBIC): a cut below the previous ``w_max`` means another client needs room, so the new
-  ``w_max`` is set lower still, ``w * (1 + BETA) / 2``. ``C`` is absolute
+  happened) and then probes above it, slowly first, faster later. ``C`` is absolute
   (requests/s per s^3), the same for every client: that is what makes the shares
   fair (a larger client has a larger ``K`` and so spends longer below its old peak).
+  CUBIC's "fast convergence" (a cut below the last peak lowers ``w_max`` further) is
+  left out: here a throttle answer reaches one client of several at random, and
+  lowering the peak of whichever was unlucky twice made shares drift apart and a lone
+  client regrow more slowly (docs/performance.md, "Rate limiting").
   Growth is further bounded by ``2 * measured`` (a client that does not use its rate
   does not inflate it) and by the hard cap ``max_rps``.
 * **Retry-After.** The call path makes the throttled request itself wait its
@@ -162,10 +167,12 @@ class AdaptiveRateLimiter:
         self._min = min_rate
         self._rate = self._bounded(float(start_rps))
         now = clock()
-        # schedule: slots are booked in "base" time; the real time of a slot is base + self._shift
-        # (a Retry-After pause increases the shift, which moves every booked slot by the same amount)
-        self._next_base = now
-        self._shift = 0.0
+        # schedule: callers take tickets 0, 1, 2...; ticket n is due at anchor_t + (n - anchor_n) / rate.
+        # A rate change re-anchors at the ticket due now, so it applies at once to every caller still waiting
+        # (their order kept); a Retry-After pause moves the anchor (every waiting slot, spacing kept).
+        self._next_n = 0
+        self._anchor_n = 0.0
+        self._anchor_t = now
         self._pause_until = -math.inf
         # CUBIC state
         self._w_max = 0.0  # the rate at the last throttle (none yet)
@@ -178,7 +185,7 @@ class AdaptiveRateLimiter:
         self._measured: Optional[float] = None
         self._throttled = 0
         self._admitted = 0
-        self._booked = threading.local()  # per thread: when its last admitted request asked for its slot
+        self._sent = threading.local()  # per thread: when its last request was admitted
 
     # -- read-only state -------------------------------------------------------------------------
     @property
@@ -214,49 +221,60 @@ class AdaptiveRateLimiter:
         start = self._clock()
         with self._lock:
             if not self._pacing:
-                self._next_base = start - self._shift
+                self._next_n += 1
                 self._admit(start)
-                self._booked.t = start
                 return True
-            base = max(self._next_base, start - self._shift, self._pause_until - self._shift)
-            if base + self._shift - start > deadline_remaining_s:
+            self._reanchor(start)  # idle time earns no credit
+            n = self._next_n
+            if self._due(n) - start > deadline_remaining_s:
                 return False
-            self._next_base = base + 1.0 / self._rate
+            self._next_n += 1
         while True:
             with self._lock:
                 now = self._clock()
-                due = max(base + self._shift, self._pause_until)
+                due = self._due(n)
                 if due <= now:
                     self._admit(now)
-                    self._booked.t = start
                     return True
             if due - start > deadline_remaining_s:
-                return False
+                return False  # a cut or a pause moved the turn past the deadline (the slot stays unused)
             self._sleep(due - now)
 
     def reserve(self, deadline_remaining_s: float = math.inf) -> Optional[float]:
         """Book the next slot without sleeping: seconds to wait before sending, or None (past the deadline).
 
         For single-threaded simulations and event loops. The admission is counted now. Unlike
-        :meth:`acquire`, a Retry-After reported later does not move a slot already booked. Report a throttle
-        answer with ``on_throttle(..., sent_at=<the clock when reserve was called>)``.
+        :meth:`acquire`, a later change of rate or a Retry-After does not move a slot already booked. Report a
+        throttle answer with ``on_throttle(..., sent_at=<the clock when reserve was called>)``.
         """
         now = self._clock()
         with self._lock:
             if not self._pacing:
-                self._next_base = now - self._shift
-                self._admit(now)
+                self._next_n += 1
+                self._admit(now, thread=False)
                 return 0.0
-            base = max(self._next_base, now - self._shift, self._pause_until - self._shift)
-            wait = base + self._shift - now
+            self._reanchor(now)
+            wait = max(0.0, self._due(self._next_n) - now)
             if wait > deadline_remaining_s:
                 return None
-            self._next_base = base + 1.0 / self._rate
-            self._admit(now + wait)
+            self._next_n += 1
+            self._admit(now + wait, thread=False)
         return wait
 
-    def _admit(self, now: float) -> None:  # lock held
+    def _due(self, n: int) -> float:  # lock held
+        return max(self._anchor_t + (n - self._anchor_n) / self._rate, self._pause_until)
+
+    def _reanchor(self, now: float) -> None:  # lock held; before every change of rate
+        """Anchor the schedule at the ticket due ``now`` (or at the next ticket when the schedule is idle)."""
+        if self._anchor_t >= now:
+            return  # anchored ahead (a pause): a new rate applies from there
+        self._anchor_n = min(self._anchor_n + (now - self._anchor_t) * self._rate, float(self._next_n))
+        self._anchor_t = now
+
+    def _admit(self, now: float, thread: bool = True) -> None:  # lock held
         self._admitted += 1
+        if thread:
+            self._sent.t = now
         elapsed = now - self._window_start
         if elapsed >= MEASURE_WINDOW_S:
             if elapsed > 4 * MEASURE_WINDOW_S and self._window_count <= 1:
@@ -281,26 +299,31 @@ class AdaptiveRateLimiter:
             target = self._w_max + self._c * (t - self._k) ** 3
             if self._measured is not None:
                 target = min(target, max(self._rate, 2.0 * self._measured))
-            self._rate = max(self._rate, self._bounded(target))
+            rate = max(self._rate, self._bounded(target))
+            if rate != self._rate:
+                self._reanchor(self._clock())
+                self._rate = rate
 
     def on_throttle(self, retry_after_s: Optional[float] = None, sent_at: Optional[float] = None) -> None:
         """A throttle answer: cut the rate (once per window of requests) and honour ``Retry-After`` seconds.
 
-        ``sent_at``: the limiter-clock time the answered request asked for its slot (``reserve``'s callers);
-        None = the time this thread's last ``acquire`` was called, or, for a thread that never acquired, at
-        most one cut per ``cut_interval_s``.
+        ``sent_at``: the limiter-clock time the answered request's slot was fixed: when ``reserve`` booked it
+        (its slot never moves); None = when this thread's last ``acquire`` admitted it (a waiting slot moves
+        with the rate until then), or, for a thread that never acquired, at most one cut per
+        ``cut_interval_s``.
         """
         with self._lock:
             now = self._clock()
             self._throttled += 1
             if not self._pacing:  # the first throttle: pace from now on, starting from the measured pace
                 self._pacing = True
-                self._next_base = now - self._shift
+                self._anchor_t, self._anchor_n = now, float(self._next_n)
             if retry_after_s is not None and retry_after_s > 0:
                 until = now + min(retry_after_s, MAX_RETRY_AFTER_S)
                 if until > self._pause_until:
-                    # booked slots keep their order and spacing, moved past the pause
-                    self._shift += until - max(now, self._pause_until)
+                    # waiting callers keep their order and spacing, moved past the pause
+                    self._reanchor(now)
+                    self._anchor_t += until - max(now, self._pause_until)
                     self._pause_until = until
                     # the pause is not our pace: measure again from its end (the last estimate stands)
                     self._window_start = until
@@ -308,16 +331,15 @@ class AdaptiveRateLimiter:
                     # and growth does not happen while we are told to wait
                     self._epoch = max(self._epoch, until)
             if sent_at is None:
-                sent_at = getattr(self._booked, "t", None)
+                sent_at = getattr(self._sent, "t", None)
             if sent_at is not None:
                 if sent_at <= self._last_cut:
-                    return  # admitted before the last cut: it answers for the old rate, already cut
+                    return  # sent before the last cut: it answers for the old rate, already cut
             elif now - self._last_cut < self._cut_interval:
                 return
             w = max(self._min, self._rate if self._measured is None else min(self._rate, self._measured))
-            # fast convergence (CUBIC): throttled below the last peak means another client needs room,
-            # so aim lower than where we were
-            self._w_max = w * (1 + self._beta) / 2 if w < self._w_max else w
+            self._w_max = w
+            self._reanchor(now)  # callers already waiting are spaced at the new rate from now
             self._rate = self._bounded(self._beta * w)
             self._k = (max(0.0, self._w_max - self._rate) / self._c) ** (1 / 3)
             self._last_cut = now
