@@ -341,18 +341,13 @@ class Function:
         return rss
 
 
-def start_emulator(seed: int) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PYTHONPATH": LIB + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cijobs_tools", "emulator", "--port", "0", "--seed", str(seed),
-         "--secret-id", SECRET_ID, "--secret-key", SECRET_KEY],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise RuntimeError(f"emulator did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[1].strip()
+def start_emulator(seed: int) -> tuple[subprocess.Popen[bytes], str]:
+    """The emulator in its own process (``bench/emulator_process.py``, next to this script); its URL."""
+    import emulator_process  # this script's folder is on sys.path when it runs (the tests import only phases)
+
+    port = emulator_process.free_port()
+    proc = emulator_process.start_emulator(port, SECRET_ID, SECRET_KEY, "--seed", str(seed))
+    return proc, f"http://127.0.0.1:{port}"
 
 
 @dataclass
