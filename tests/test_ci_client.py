@@ -19,6 +19,7 @@ from cijobs.ci_client import CIError, JobClient, batches, ci_target
 from cijobs.credentials import Credentials
 from cijobs.deadline import Deadline
 from cijobs.settings import Settings, SettingsError
+from fakes import job_id as jid
 
 BUCKET = "examplebucket-1250000000"
 REGION = "ap-guangzhou"
@@ -26,10 +27,6 @@ HOST = f"{BUCKET}.ci.{REGION}.myqcloud.com"
 BASE = f"https://{HOST}"
 JOBS_URL = re.compile(re.escape(BASE) + r"/jobs/.*")
 CREDS = Credentials("AKIDtest", "test-secret-key")
-
-
-def jid(n: int, prefix: str = "j") -> str:
-    return f"{prefix}{n:032x}"
 
 
 def tiny_normalize(body: bytes) -> dict[str, Any]:

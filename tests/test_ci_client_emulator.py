@@ -11,15 +11,12 @@ from cijobs.credentials import Credentials
 from cijobs.deadline import Deadline
 from cijobs.settings import Settings
 from cijobs_tools.emulator import Emulator
+from fakes import job_id as jid
 
 BUCKET = "examplebucket-1250000000"
 REGION = "ap-guangzhou"
 HOST = f"{BUCKET}.ci.{REGION}.myqcloud.com"
 SECRET_ID, SECRET_KEY, TOKEN = "AKIDtest", "test-secret-key", "sts-token-xyz"
-
-
-def jid(n: int) -> str:
-    return f"j{n:032x}"
 
 
 @pytest.fixture

@@ -24,15 +24,12 @@ from cijobs.sinks import KeyLayout, ObjectSink
 from cijobs.store import FileObjectStore
 from cijobs_tools.emulator import Emulator
 from fakes import FakePending
+from fakes import job_id as jid
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 SECRET_ID, SECRET_KEY = "AKIDtest", "test-secret-key"
 LIMIT = 200 * 1024
 BIG = 300 * 1024
-
-
-def jid(n: int) -> str:
-    return f"j{n:032x}"
 
 
 @pytest.fixture

@@ -20,13 +20,10 @@ from cijobs.credentials import Credentials
 from cijobs.deadline import Deadline
 from cijobs.settings import Settings
 from cijobs_tools.emulator import Emulator
+from fakes import job_id as jid
 
 SID, SKEY = "AKIDtest", "test-secret-key"
 T0 = 1_796_000_000
-
-
-def jid(n: int) -> str:
-    return f"j{n:032x}"
 
 
 @pytest.fixture

@@ -15,12 +15,9 @@ from cijobs.discovery_cursor import CursorStore, Position
 from cijobs.store import FileObjectStore
 from cijobs_tools.cli import main
 from cijobs_tools.emulator import Emulator
+from fakes import job_id as jid
 
 T0 = 1_796_000_000
-
-
-def jid(n: int) -> str:
-    return f"j{n:032x}"
 
 
 @pytest.fixture

@@ -16,14 +16,11 @@ from cijobs.discovery import QUEUE_HINT, SOURCE, SweepReport, resolve_since, swe
 from cijobs.discovery_cursor import CURSOR_DIR, CursorStore, Position, Resume
 from cijobs.settings import Settings
 from cijobs_tools.emulator import Emulator
+from fakes import job_id as jid
 from fakes.discovery import MemoryStore, Recorder
 
 T0 = 1_796_000_000
 NOW = T0 + 3600
-
-
-def jid(n: int) -> str:
-    return f"j{n:032x}"
 
 
 class FakeLister:

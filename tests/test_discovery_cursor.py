@@ -29,13 +29,10 @@ from cijobs.discovery_cursor import (
 from cijobs.settings import Settings
 from cijobs.store import FileObjectStore
 from cijobs_tools.emulator import Emulator
+from fakes import job_id as jid
 from fakes.discovery import MemoryStore
 
 T0 = 1_796_000_000
-
-
-def jid(n: int) -> str:
-    return f"j{n:032x}"
 
 
 def P(second: int, *ids: str) -> Position:

@@ -18,13 +18,10 @@ import pytest
 from cijobs.ci_list import format_list_time
 from cijobs_tools.cli import main
 from cijobs_tools.emulator import Emulator
+from fakes import job_id as jid
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 TAGS = ("Transcode", "Snapshot")
-
-
-def jid(n: int) -> str:
-    return f"j{n:032x}"
 
 
 def catalog(t0: int) -> tuple[list[dict[str, Any]], dict[str, str], set[str]]:

@@ -15,14 +15,11 @@ import requests
 from cijobs import signing
 from cijobs.credentials import Credentials
 from cijobs_tools.emulator import Emulator
+from fakes import job_id as jid
 
 SID, SKEY = "AKIDtest", "test-secret-key"
 CREDS = Credentials(SID, SKEY)
 HOST = "examplebucket-1250000000.ci.ap-guangzhou.myqcloud.com"
-
-
-def jid(n: int, prefix: str = "j") -> str:
-    return f"{prefix}{n:032x}"
 
 
 @pytest.fixture

@@ -17,16 +17,13 @@ from cijobs.ci_list import encode_query, format_list_time
 from cijobs.credentials import Credentials
 from cijobs_tools.emulator import Emulator
 from cijobs_tools.emulator.ci import JobStateError
+from fakes import job_id as jid
 
 SID, SKEY = "AKIDtest", "test-secret-key"
 CREDS = Credentials(SID, SKEY)
 HOST = "examplebucket-1250000000.ci.ap-guangzhou.myqcloud.com"
 T0 = 1_796_000_000  # a whole second
 QUEUE_A, QUEUE_B = "p" + "a" * 32, "p" + "b" * 32
-
-
-def jid(n: int) -> str:
-    return f"j{n:032x}"
 
 
 @pytest.fixture

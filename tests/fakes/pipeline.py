@@ -12,8 +12,9 @@ JOB_C = "j" + "c" * 32
 JOB_D = "j" + "d" * 32
 
 
-def job_id(n: int) -> str:
-    return f"j{n:032x}"
+def job_id(n: int, prefix: str = "j") -> str:
+    """A well-formed job ID (``prefix`` + 32 hex digits); ``n`` makes it distinct."""
+    return f"{prefix}{n:032x}"
 
 
 class FakeClock:
