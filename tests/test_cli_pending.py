@@ -152,54 +152,51 @@ def _timer(path, message):
     return str(path)
 
 
+@pytest.fixture
+def wrong_key(clean_env, tmp_path):
+    """The emulator holds THREE finished jobs; the function's environment has the wrong secret key (one attempt)."""
+    with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, seed=4) as emu:
+        env = emu.env(BUCKET, REGION) | {"RESULT_SINK": f"file://{tmp_path}/results",
+                                         "PENDING_STORE": f"file://{tmp_path}/pending",
+                                         "TENCENTCLOUD_SECRETKEY": "a-wrong-secret-key-000",
+                                         "HTTP_MAX_ATTEMPTS": "1"}
+        for k, v in env.items():
+            clean_env.setenv(k, v)
+        for job_id in THREE:
+            emu.ci.add_job(job_id, state="Success")
+        yield emu
+
+
 def test_wrong_key_tick_parks_all_three_and_the_next_tick_after_the_fix_writes_them(
-        clean_env, tmp_path, capsys):
-    with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, seed=4) as emu:
-        env = emu.env(BUCKET, REGION) | {"RESULT_SINK": f"file://{tmp_path}/results",
-                                         "PENDING_STORE": f"file://{tmp_path}/pending",
-                                         "TENCENTCLOUD_SECRETKEY": "a-wrong-secret-key-000",
-                                         "HTTP_MAX_ATTEMPTS": "1"}
-        for k, v in env.items():
-            clean_env.setenv(k, v)
-        for job_id in THREE:
-            emu.ci.add_job(job_id, state="Success")
-        with_ids = _timer(tmp_path / "with-ids.json", {"JobIds": THREE})
-        tick = _timer(tmp_path / "tick.json", None)
+        wrong_key, clean_env, tmp_path, capsys):
+    with_ids = _timer(tmp_path / "with-ids.json", {"JobIds": THREE})
+    tick = _timer(tmp_path / "tick.json", None)
 
-        main(["invoke", with_ids])  # exit status: see the xfail test below
-        captured = capsys.readouterr()
-        assert "a-wrong-secret-key-000" not in captured.out + captured.err
-        parked = listed(capsys)
-        assert sorted(d["JobId"] for d in parked) == THREE
-        assert all(d["Answered"] is False for d in parked)  # CI never answered: they never expire
-        assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.json"))
+    main(["invoke", with_ids])  # exit status: test_wrong_key_tick_exits_1_after_parking
+    captured = capsys.readouterr()
+    assert "a-wrong-secret-key-000" not in captured.out + captured.err
+    parked = listed(capsys)
+    assert sorted(d["JobId"] for d in parked) == THREE
+    assert all(d["Answered"] is False for d in parked)  # CI never answered: they never expire
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.json"))
 
-        clean_env.setenv("TENCENTCLOUD_SECRETKEY", SECRET_KEY)  # the fix
-        assert main(["invoke", tick]) == 0
-        summary = json.loads(capsys.readouterr().out)
-        assert {o["JobId"]: o["Outcome"] for o in summary["Outcomes"]} == dict.fromkeys(THREE, "written")
-        assert listed(capsys) == []
-        assert sorted(p.stem for p in (tmp_path / "results").rglob("*.json")) == THREE
+    clean_env.setenv("TENCENTCLOUD_SECRETKEY", SECRET_KEY)  # the fix
+    assert main(["invoke", tick]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {o["JobId"]: o["Outcome"] for o in summary["Outcomes"]} == dict.fromkeys(THREE, "written")
+    assert listed(capsys) == []
+    assert sorted(p.stem for p in (tmp_path / "results").rglob("*.json")) == THREE
 
 
-def test_wrong_key_tick_exits_1_after_parking(clean_env, tmp_path, capsys):
-    with Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, seed=4) as emu:
-        env = emu.env(BUCKET, REGION) | {"RESULT_SINK": f"file://{tmp_path}/results",
-                                         "PENDING_STORE": f"file://{tmp_path}/pending",
-                                         "TENCENTCLOUD_SECRETKEY": "a-wrong-secret-key-000",
-                                         "HTTP_MAX_ATTEMPTS": "1"}
-        for k, v in env.items():
-            clean_env.setenv(k, v)
-        for job_id in THREE:
-            emu.ci.add_job(job_id, state="Success")
-        rc = main(["invoke", "-v", _timer(tmp_path / "with-ids.json", {"JobIds": THREE})])
-        err = capsys.readouterr().err
-        assert sorted(d["JobId"] for d in listed(capsys)) == THREE  # parked, nothing lost
-        assert rc == 1  # and SCF counts an error: alarms, the dead-letter queue
-        [summary] = [json.loads(line) for line in err.splitlines()
-                     if line.startswith("{") and '"invocation_summary"' in line]
-        assert summary["level"] == "error" and summary["config_errors"] == {"SignatureDoesNotMatch": 3}
-        assert "TENCENTCLOUD_SECRETKEY" in summary["hint"]
+def test_wrong_key_tick_exits_1_after_parking(wrong_key, tmp_path, capsys):
+    rc = main(["invoke", "-v", _timer(tmp_path / "with-ids.json", {"JobIds": THREE})])
+    err = capsys.readouterr().err
+    assert sorted(d["JobId"] for d in listed(capsys)) == THREE  # parked, nothing lost
+    assert rc == 1  # and SCF counts an error: alarms, the dead-letter queue
+    [summary] = [json.loads(line) for line in err.splitlines()
+                 if line.startswith("{") and '"invocation_summary"' in line]
+    assert summary["level"] == "error" and summary["config_errors"] == {"SignatureDoesNotMatch": 3}
+    assert "TENCENTCLOUD_SECRETKEY" in summary["hint"]
 
 
 def test_options_go_before_or_after_the_action(clean_env, tmp_path, capsys):
