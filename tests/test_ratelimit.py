@@ -7,7 +7,7 @@ import heapq
 import math
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 
@@ -225,42 +225,40 @@ def test_retry_after_pauses_admission() -> None:
     assert clock.now - t0 == pytest.approx(1.0 + 2 / 70)
 
 
-def test_retry_after_reported_while_waiting_moves_the_waiter() -> None:
-    clock = FakeClock()
-    lim = limiter(clock, start=10.0)
-    assert lim.acquire()
+def wait_while_another_thread_is_throttled(clock: FakeClock, lim: AdaptiveRateLimiter,
+                                           throttle: Callable[[], None]) -> float:
+    """Seconds one ``acquire`` waits when ``throttle()`` (another thread's answer) arrives during its first
+    sleep; the limiter was at 10/s with its last slot just taken."""
     slept: list[float] = []
 
-    def sleep(s: float) -> None:  # another thread's throttle answer arrives while we wait for our slot
+    def sleep(s: float) -> None:
         if not slept:
-            lim.on_throttle(2.0)
+            throttle()
         slept.append(s)
         clock.advance(s)
 
     lim._sleep = sleep
     t0 = clock.now
     assert lim.acquire()
+    return clock.now - t0
+
+
+def test_retry_after_reported_while_waiting_moves_the_waiter() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, start=10.0)
+    assert lim.acquire()
+    waited = wait_while_another_thread_is_throttled(clock, lim, lambda: lim.on_throttle(2.0))
     # our slot (0.1 s away at 10/s) moved past the 2 s pause, at the cut rate's spacing (7/s)
-    assert clock.now - t0 == pytest.approx(2.0 + 1 / 7)
+    assert waited == pytest.approx(2.0 + 1 / 7)
 
 
 def test_a_cut_respaces_callers_already_waiting() -> None:
     clock = FakeClock()
     lim = limiter(clock, start=10.0)
     assert lim.acquire()
-    slept: list[float] = []
-
-    def sleep(s: float) -> None:  # another thread's throttle answer arrives while we wait for our slot
-        if not slept:
-            lim.on_throttle(sent_at=clock.now)
-        slept.append(s)
-        clock.advance(s)
-
-    lim._sleep = sleep
-    t0 = clock.now
-    assert lim.acquire()
+    waited = wait_while_another_thread_is_throttled(clock, lim, lambda: lim.on_throttle(sent_at=clock.now))
     # our slot was 0.1 s away at 10/s; the cut to 7/s applies to it at once
-    assert clock.now - t0 == pytest.approx(1 / 7)
+    assert waited == pytest.approx(1 / 7)
 
 
 def test_growth_brings_a_waiting_slot_no_later_and_keeps_fifo() -> None:

@@ -88,7 +88,7 @@ BETA = 0.7  # multiplicative decrease: rate *= BETA on a throttle (CUBIC's and b
 C = 4.0  # CUBIC growth constant, requests/s per s^3 (absolute: the same curve for every client -> fairness);
 # botocore uses 0.4; 4 makes a cycle ~2 s at 100/s (K = cbrt(0.3 * w_max / C)) so instances that start later
 # reach their share within ~30 s (see the simulation in tests/test_ratelimit.py)
-CUT_INTERVAL_S = 0.2  # at most one cut per interval: answers already in flight carry no new information
+CUT_INTERVAL_S = 0.2  # at most one cut per interval, for an answer whose send time is not known
 MEASURE_WINDOW_S = 0.2  # send-rate measurement window
 MEASURE_SMOOTHING = 0.5  # EWMA weight of the newest window
 MIN_RATE = 0.5  # requests/s floor: a throttled client still makes progress
@@ -293,7 +293,8 @@ class AdaptiveRateLimiter:
         with self._lock:
             if self._last_cut == -math.inf:
                 return  # never throttled: keep the start rate (only a cap applies, set at construction)
-            t = self._clock() - self._epoch
+            now = self._clock()
+            t = now - self._epoch
             if t <= 0:
                 return
             target = self._w_max + self._c * (t - self._k) ** 3
@@ -301,7 +302,7 @@ class AdaptiveRateLimiter:
                 target = min(target, max(self._rate, 2.0 * self._measured))
             rate = max(self._rate, self._bounded(target))
             if rate != self._rate:
-                self._reanchor(self._clock())
+                self._reanchor(now)
                 self._rate = rate
 
     def on_throttle(self, retry_after_s: Optional[float] = None, sent_at: Optional[float] = None) -> None:
