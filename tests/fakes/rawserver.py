@@ -23,11 +23,8 @@ class Conn:
     def request(self) -> Optional[bytes]:
         """The next request's head + body (Content-Length only), or None when the client closed."""
         while b"\r\n\r\n" not in self.buf:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                return None
-            if not data:
+            data = self._recv()
+            if data is None:
                 return None
             self.buf += data
         head, _, rest = self.buf.partition(b"\r\n\r\n")
@@ -37,17 +34,22 @@ class Conn:
             if name.strip().lower() == b"content-length":
                 length = int(value.strip())
         while len(rest) < length:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                return None
-            if not data:
+            data = self._recv()
+            if data is None:
                 return None
             rest += data
         self.buf = rest[length:]
         with self.server.lock:
             self.server.requests.append(head)
         return head + b"\r\n\r\n" + rest[:length]
+
+    def _recv(self) -> Optional[bytes]:
+        """The next bytes from the client, or None when it closed or the socket failed."""
+        try:
+            data = self.sock.recv(65536)
+        except OSError:
+            return None
+        return data or None
 
     def send(self, data: bytes) -> bool:
         try:
