@@ -262,16 +262,28 @@ def _events(props: Mapping[str, Any], where: str) -> tuple[tuple[TimerSpec, ...]
     return tuple(timers), url
 
 
-def _dead_letter(props: Mapping[str, Any], where: str) -> Optional[DeadLetterSpec]:
-    block = props.get("DeadLetterConfig")
+def _optional_block(props: Mapping[str, Any], key: str, where: str, required: tuple[str, ...],
+                    optional: tuple[str, ...] = ()) -> Optional[tuple[dict[str, Any], str]]:
+    """``props[key]`` checked to be a mapping with no keys but ``required`` + ``optional`` (the required ones
+    are checked by the caller, with their types), and its place for messages; None when absent."""
+    block = props.get(key)
     if block is None:
         return None
-    w = f"{where}.DeadLetterConfig"
+    w = f"{where}.{key}"
     if not isinstance(block, dict):
-        raise TemplateError(f"{w} must be a mapping with Type and Name")
-    extra = set(block) - {"Type", "Name", "FilterType"}
+        raise TemplateError(f"{w} must be a mapping with {' and '.join(required)}")
+    allowed = (*required, *optional)
+    extra = set(block) - set(allowed)
     if extra:
-        raise TemplateError(f"{w}: unknown keys {sorted(extra)} (Type, Name, FilterType)")
+        raise TemplateError(f"{w}: unknown keys {sorted(extra)} ({', '.join(allowed)})")
+    return block, w
+
+
+def _dead_letter(props: Mapping[str, Any], where: str) -> Optional[DeadLetterSpec]:
+    found = _optional_block(props, "DeadLetterConfig", where, ("Type", "Name"), ("FilterType",))
+    if found is None:
+        return None
+    block, w = found
     dtype = _req(block, "Type", w, str)
     if dtype not in DEAD_LETTER_TYPES:
         raise TemplateError(f"{w}.Type must be CMQ-Q (a TDMQ CMQ queue) or CMQ-T (a topic), got {dtype!r}")
@@ -286,15 +298,10 @@ def _dead_letter(props: Mapping[str, Any], where: str) -> Optional[DeadLetterSpe
 
 
 def _async_retry(props: Mapping[str, Any], where: str) -> Optional[AsyncRetrySpec]:
-    block = props.get("AsyncTriggerConfig")
-    if block is None:
+    found = _optional_block(props, "AsyncTriggerConfig", where, ("RetryNum", "MsgTTL"))
+    if found is None:
         return None
-    w = f"{where}.AsyncTriggerConfig"
-    if not isinstance(block, dict):
-        raise TemplateError(f"{w} must be a mapping with RetryNum and MsgTTL")
-    extra = set(block) - {"RetryNum", "MsgTTL"}
-    if extra:
-        raise TemplateError(f"{w}: unknown keys {sorted(extra)} (RetryNum, MsgTTL)")
+    block, w = found
     retry = _req(block, "RetryNum", w, int)
     if not 0 <= retry <= RETRY_NUM_MAX:
         raise TemplateError(f"{w}.RetryNum must be 0-{RETRY_NUM_MAX}, got {retry}")
