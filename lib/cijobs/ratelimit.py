@@ -215,8 +215,8 @@ class AdaptiveRateLimiter:
     def acquire(self, deadline_remaining_s: float = math.inf) -> bool:
         """Wait for this caller's turn (FIFO) and return True; False at once if the wait would pass the deadline.
 
-        A Retry-After reported while waiting delays the turn further; if that pushes it past the deadline,
-        False is returned then (the slot is given up).
+        A cut or a Retry-After reported while waiting moves the turn later; if that pushes it past the
+        deadline, False is returned then (the slot is given up).
         """
         start = self._clock()
         with self._lock:
