@@ -11,6 +11,7 @@ import pytest
 import responses
 
 from cijobs_tools.cli import main
+from fakes.rawserver import closed_port
 
 BUCKET = "examplebucket-1250000000"
 REGION = "ap-guangzhou"
@@ -22,7 +23,7 @@ C = "j" + "c" * 32
 
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CI_ENDPOINT", "TENCENTCLOUD_SESSIONTOKEN", "HTTP_MAX_ATTEMPTS"):
+    for name in ("CI_ENDPOINT", "TENCENTCLOUD_SESSIONTOKEN", "HTTP_MAX_ATTEMPTS", "CI_MAX_ATTEMPTS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CI_BUCKET", BUCKET)
     monkeypatch.setenv("CI_REGION", REGION)
@@ -277,3 +278,14 @@ def test_log_level_applies_without_a_flag_and_quiet_overrides_it(auto_emu: Any) 
     assert from_env.returncode == 0 and '"level": "info"' in from_env.stderr
     quiet = query_subprocess(auto_emu, IDS_25, "-q", log_level="info")
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_query_against_a_closed_port_names_it_and_keeps_the_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    port = closed_port()
+    code = main(["query", C, "--endpoint", f"http://127.0.0.1:{port}"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    (failed,) = json.loads(out)["Failed"]
+    assert failed["JobId"] == C and failed["Error"]["Code"] == "ConnectionError" and failed["Retryable"]
+    assert f"127.0.0.1:{port}" in failed["Error"]["Message"] and "connection refused" in failed["Error"]["Message"]
+    assert "cli-secret-key" not in out + err

@@ -1,8 +1,8 @@
 """One failure matrix through CI, COS and CMQ (data-flow): the same code and class in all three.
 
 Plus: ``HTTP_MAX_ATTEMPTS`` / ``CI_MAX_ATTEMPTS`` (alias) bound the requests per batch, throttles wait for the
-pace and ``Retry-After`` within the deadline, ``cijobs query`` against a closed port names it, and every CI,
-COS and CMQ request goes through urllib3 (pool requests counted against the emulator's).
+pace and ``Retry-After`` within the deadline, and every CI, COS and CMQ request goes through urllib3 (pool
+requests counted against the emulator's). ``cijobs query`` against a closed port: tests/test_cli_query.py.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from cijobs.failures import ClassifiedJobFailure
 from cijobs.ratelimit import Limiters
 from cijobs.settings import Settings
 from cijobs_tools.emulator import Emulator
-from fakes.rawserver import Conn, RawServer, closed_port, response
+from fakes.rawserver import Conn, RawServer, response
 
 BUCKET, REGION = "examplebucket-1250000000", "ap-guangzhou"
 CREDS = Credentials("AKIDmatrix", "matrix-secret-key")
@@ -182,26 +182,6 @@ def test_alias_warning_is_logged_once_at_client_construction(log_stream: Any) ->
     events = [json.loads(line) for line in log_stream.getvalue().splitlines()]
     warned = [e for e in events if e["event"] == "settings.alias"]
     assert len(warned) == 1 and warned[0]["level"] == "warning" and "3" not in warned[0]["message"]
-
-
-def test_cli_query_against_a_closed_port(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from cijobs_tools.cli import main
-
-    for name in ("CI_ENDPOINT", "TENCENTCLOUD_SESSIONTOKEN", "CI_MAX_ATTEMPTS", "HTTP_MAX_ATTEMPTS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CI_BUCKET", BUCKET)
-    monkeypatch.setenv("CI_REGION", REGION)
-    monkeypatch.setenv("HTTP_MAX_ATTEMPTS", "1")
-    monkeypatch.setenv("TENCENTCLOUD_SECRETID", "AKIDtest")
-    monkeypatch.setenv("TENCENTCLOUD_SECRETKEY", "cli-secret-key")
-    port = closed_port()
-    code = main(["query", JOB, "--endpoint", f"http://127.0.0.1:{port}"])
-    out, err = capsys.readouterr()
-    assert code == 1
-    (failed,) = json.loads(out)["Failed"]
-    assert failed["JobId"] == JOB and failed["Error"]["Code"] == "ConnectionError" and failed["Retryable"]
-    assert f"127.0.0.1:{port}" in failed["Error"]["Message"] and "connection refused" in failed["Error"]["Message"]
-    assert "cli-secret-key" not in out + err
 
 
 # -- every request goes through urllib3 ---------------------------------------------------------------------
