@@ -25,3 +25,23 @@ def log_stream():
     stream = io.StringIO()
     log.configure("debug", stream)
     yield stream
+
+
+@pytest.fixture
+def emu():
+    """The in-process emulator (127.0.0.1, credentials ``fakes.EMU_SECRET_ID``/``EMU_SECRET_KEY``, seed 1);
+    a test file that needs another one defines its own ``emu``."""
+    from cijobs_tools.emulator import Emulator
+    from fakes import EMU_SECRET_ID, EMU_SECRET_KEY
+
+    with Emulator(secret_id=EMU_SECRET_ID, secret_key=EMU_SECRET_KEY, seed=1) as e:
+        yield e
+
+
+@pytest.fixture
+def session():
+    """A ``requests.Session`` closed after the test."""
+    import requests
+
+    with requests.Session() as s:
+        yield s

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,16 +19,11 @@ from cijobs.credentials import Credentials
 from cijobs.deadline import Deadline
 from cijobs.settings import Settings
 from cijobs_tools.emulator import Emulator
+from fakes import EMU_SECRET_ID, EMU_SECRET_KEY
 from fakes import job_id as jid
 
-SID, SKEY = "AKIDtest", "test-secret-key"
+SID, SKEY = EMU_SECRET_ID, EMU_SECRET_KEY  # the emu fixture's (conftest)
 T0 = 1_796_000_000
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator(secret_id=SID, secret_key=SKEY, seed=1) as e:
-        yield e
 
 
 def lister(emu: Emulator) -> JobLister:

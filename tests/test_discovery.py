@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any, Optional
 
 import pytest
@@ -222,11 +221,6 @@ def test_two_sweeps_at_once_lose_nothing(inclusive: bool) -> None:
 
 
 # -- against the emulator ----------------------------------------------------------------------------
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator(secret_id="AKIDtest", secret_key="test-secret-key", seed=1) as e:
-        yield e
 
 
 @pytest.mark.parametrize("bounds", ["exclusive", "inclusive"])

@@ -8,7 +8,6 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
 from typing import Optional
 
 import pytest
@@ -382,11 +381,6 @@ def test_threads_advancing_at_once_keep_every_position() -> None:
 
 
 # -- against the emulator, both bound modes -------------------------------------------------------------
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator(secret_id="AKIDtest", secret_key="test-secret-key", seed=1) as e:
-        yield e
 
 
 @pytest.mark.parametrize("bounds", ["exclusive", "inclusive"])

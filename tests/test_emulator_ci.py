@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import statistics
 import time
-from collections.abc import Iterator
 from typing import Any, Optional
 
 import defusedxml.ElementTree as DET
@@ -15,23 +14,12 @@ import requests
 from cijobs import signing
 from cijobs.credentials import Credentials
 from cijobs_tools.emulator import Emulator
+from fakes import EMU_SECRET_ID, EMU_SECRET_KEY
 from fakes import job_id as jid
 
-SID, SKEY = "AKIDtest", "test-secret-key"
+SID, SKEY = EMU_SECRET_ID, EMU_SECRET_KEY  # the emu fixture's (conftest)
 CREDS = Credentials(SID, SKEY)
 HOST = "examplebucket-1250000000.ci.ap-guangzhou.myqcloud.com"
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator(secret_id=SID, secret_key=SKEY, seed=1) as e:
-        yield e
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as s:
-        yield s
 
 
 def get(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any, Optional
 
 import defusedxml.ElementTree as DET
@@ -17,25 +16,14 @@ from cijobs.ci_list import encode_query, format_list_time
 from cijobs.credentials import Credentials
 from cijobs_tools.emulator import Emulator
 from cijobs_tools.emulator.ci import JobStateError
+from fakes import EMU_SECRET_ID, EMU_SECRET_KEY
 from fakes import job_id as jid
 
-SID, SKEY = "AKIDtest", "test-secret-key"
+SID, SKEY = EMU_SECRET_ID, EMU_SECRET_KEY  # the emu fixture's (conftest)
 CREDS = Credentials(SID, SKEY)
 HOST = "examplebucket-1250000000.ci.ap-guangzhou.myqcloud.com"
 T0 = 1_796_000_000  # a whole second
 QUEUE_A, QUEUE_B = "p" + "a" * 32, "p" + "b" * 32
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator(secret_id=SID, secret_key=SKEY, seed=1) as e:
-        yield e
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as s:
-        yield s
 
 
 def get(

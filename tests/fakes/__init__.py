@@ -10,10 +10,14 @@ from typing import Any
 from .pipeline import JOB_A, JOB_B, JOB_C, JOB_D, FakeCI, FakeClock, FakePending, FakeSink, job_id
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the credentials of conftest's ``emu`` fixture (the in-process emulator)
+EMU_SECRET_ID, EMU_SECRET_KEY = "AKIDtest", "test-secret-key"
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 
-__all__ = ["FIXTURES", "JOB_A", "JOB_B", "JOB_C", "JOB_D", "ROOT", "FakeCI", "FakeClock", "FakePending", "FakeSink",
-           "Sleeps", "job_id", "load_module"]
+__all__ = [
+    "EMU_SECRET_ID", "EMU_SECRET_KEY", "FIXTURES", "JOB_A", "JOB_B", "JOB_C", "JOB_D", "ROOT", "FakeCI",
+    "FakeClock", "FakePending", "FakeSink", "Sleeps", "job_id", "load_module",
+]
 
 
 def load_module(name: str, *path: str) -> Any:
